@@ -1,0 +1,433 @@
+"""Per-connection recording: the message callback and the timed connection classes.
+
+Everything a connection records lives in its own ``__dict__`` (CPython builds
+``SSLSocket``/``SSLObject`` with ``cls.__new__``, so no ``__init__`` of ours
+ever runs): concurrent handshakes never share state, whatever thread or task
+drives them.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Final
+
+from tlstiming import _delivery
+from tlstiming._build import build_span
+from tlstiming._timeline import ENTER, EXIT, SNI_END, SNI_START, RawEvent
+
+__all__ = [
+    "TimedSSLObject",
+    "TimedSSLSocket",
+    "chained_on_message",
+    "on_message",
+    "span_of",
+    "timed_class",
+    "timed_sni_callback",
+]
+
+_log = logging.getLogger("tlstiming")
+
+_perf = time.perf_counter_ns
+_cpu = time.thread_time_ns
+
+EVENTS: Final = "_tlstiming_events"  # list while recording, None once done
+CONTEXT: Final = "_tlstiming_context"  # the TimedSSLContext the handshake began on
+SPAN: Final = "_tlstiming_span"
+PENDING: Final = "_tlstiming_pending"  # handshake end index while awaiting a TLS 1.3 verdict
+DETACHED: Final = "_tlstiming_detached"
+
+_WANT: Final = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+_SOCKET_CONTEXT: Any = ssl.SSLSocket.context
+_SOCKET_SESSION: Any = ssl.SSLSocket.session
+_OBJECT_SESSION: Any = ssl.SSLObject.session
+_CERTIFICATE_REQUEST: Final = 13
+
+
+def on_message(
+    conn: Any, direction: str, version: int, content_type: int, msg_type: int, data: bytes, /
+) -> None:
+    """OpenSSL's message callback: append one event to the connection's list. Hot path."""
+    try:
+        events = conn._tlstiming_events
+    except AttributeError:
+        events = _adopt(conn)
+    if events is None:
+        return
+    if content_type == 22 or content_type == 21:  # noqa: PLR1714 (two int compares: fastest)
+        events.append((_perf(), _cpu(), direction, content_type, msg_type, data))
+    else:
+        events.append((_perf(), -1, direction, content_type, msg_type, data))
+
+
+def chained_on_message(inner: Callable[..., Any]) -> Callable[..., Any]:
+    """Record, then call a user's own ``_msg_callback`` exactly as ssl would."""
+
+    def on_message_and_user(
+        conn: Any, direction: str, version: int, content_type: int, msg_type: int, data: bytes, /
+    ) -> Any:
+        on_message(conn, direction, version, content_type, msg_type, data)
+        return inner(conn, direction, version, content_type, msg_type, data)
+
+    return on_message_and_user
+
+
+def timed_sni_callback(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a server's ``sni_callback`` so its run time becomes the ``sni_callback`` phase."""
+
+    def sni_callback(conn: Any, server_name: str | None, context: ssl.SSLContext) -> Any:
+        events = getattr(conn, EVENTS, None)
+        if events is not None:
+            events.append((_perf(), _cpu(), "", SNI_START, 0, b""))
+        try:
+            return callback(conn, server_name, context)
+        finally:
+            if events is not None:
+                events.append((_perf(), _cpu(), "", SNI_END, 0, b""))
+
+    sni_callback.__wrapped__ = callback  # type: ignore[attr-defined]
+    return sni_callback
+
+
+def span_of(conn: Any) -> Any:
+    """Return the span recorded on ``conn``, or ``None`` if it has none (yet)."""
+    try:
+        return conn.__dict__.get(SPAN)
+    except AttributeError:
+        return None
+
+
+# -- the handshake's life on one connection ------------------------------------
+
+
+def _enter(conn: Any) -> list[RawEvent] | None:
+    d: dict[str, Any] = conn.__dict__
+    if EVENTS not in d:
+        d[EVENTS] = []
+        d[CONTEXT] = conn.context
+    events: list[RawEvent] | None = d[EVENTS]
+    if events is None:
+        return None
+    events.append((_perf(), _cpu(), "", ENTER, 0, b""))
+    return events
+
+
+def _leave(conn: Any, events: list[RawEvent], exc: BaseException | None) -> None:
+    end = _perf()
+    events.append((end, _cpu(), "", EXIT, 0, b""))
+    d = conn.__dict__
+    d[EVENTS] = None
+    try:
+        if exc is None and not conn.server_side and _awaits_verdict(events):
+            # TLS 1.3 client auth: the server's verdict arrives with the first read.
+            d[EVENTS] = events
+            d[PENDING] = len(events)
+            d[SPAN] = _span(conn, events, end, None)
+            conn.read = _settling_read(conn)
+            return
+        _publish(conn, _span(conn, events, end, exc))
+        if exc is None:
+            _detach(conn)
+    except Exception:
+        _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
+
+
+def _span(
+    conn: Any,
+    events: list[RawEvent],
+    end: int,
+    exc: BaseException | None,
+    after: BaseException | None = None,
+) -> Any:
+    return build_span(
+        events,
+        side="server" if conn.server_side else "client",
+        end_ns=end,
+        server_hostname=conn.server_hostname,
+        peer=_peer(conn),
+        exc=exc,
+        post_handshake_exc=after,
+    )
+
+
+def _publish(conn: Any, span: Any) -> None:
+    d = conn.__dict__
+    d[SPAN] = span
+    _delivery.deliver(d.get(CONTEXT), span)
+
+
+def _peer(conn: Any) -> tuple[str, int] | None:
+    if not isinstance(conn, ssl.SSLSocket):
+        return None
+    try:
+        address = conn.getpeername()
+    except (OSError, ValueError):
+        return None
+    return (str(address[0]), int(address[1])) if isinstance(address, tuple) else None
+
+
+def _awaits_verdict(events: list[RawEvent]) -> bool:
+    """A TLS 1.3 client sent its last flight after a CertificateRequest."""
+    last = next((e for e in reversed(events) if e[3] == 22), None)
+    return (
+        last is not None
+        and last[2] == "write"
+        and any(e[3] == 22 and e[4] == _CERTIFICATE_REQUEST and e[2] == "read" for e in events)
+    )
+
+
+def _settling_read(conn: Any) -> Callable[..., Any]:
+    ref = weakref.ref(conn)
+    plain_read = type(conn).read
+
+    def read(*args: Any, **kwargs: Any) -> Any:
+        sock = ref()
+        try:
+            result = plain_read(sock, *args, **kwargs)
+        except _WANT:
+            raise
+        except Exception as exc:
+            _settle(sock, exc)
+            raise
+        _settle(sock, None)
+        return result
+
+    return read
+
+
+def _settle(conn: Any, exc: BaseException | None) -> None:
+    """Deliver a span that waited for the first read after a TLS 1.3 handshake."""
+    d = conn.__dict__
+    n = d.pop(PENDING, None)
+    if n is None:
+        return
+    d.pop("read", None)
+    events = d[EVENTS]
+    d[EVENTS] = None
+    try:
+        _publish(conn, _span(conn, events, events[n - 1][0], None, after=exc))
+        if exc is None:
+            _detach(conn)
+    except Exception:
+        _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
+
+
+# -- getting off the data path -------------------------------------------------
+
+_twins: dict[bool, ssl.SSLContext] = {}
+
+
+def _twin(server_side: bool) -> ssl.SSLContext:
+    twin = _twins.get(server_side)
+    if twin is None:
+        protocol = ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT
+        twin = _twins.setdefault(server_side, ssl.SSLContext(protocol))
+    return twin
+
+
+def _detach(conn: Any) -> None:
+    """Move an established connection to a context with no message callback.
+
+    CPython then clears OpenSSL's per-connection callback, so records after
+    the handshake cost nothing. Only done where nothing after the handshake
+    can need the original context's certificates or trust store: TLS 1.3
+    without post-handshake client auth, TLS 1.2 with renegotiation disabled,
+    and server connections (re-attached by ``verify_client_post_handshake``).
+    """
+    sslobj = conn._sslobj
+    context = sslobj.context
+    if getattr(context, "_tlstiming_user_msg_callback", True) is not None:
+        return
+    if not conn.server_side:
+        if sslobj.version() == "TLSv1.3":
+            if context.post_handshake_auth:
+                return
+        elif not context.options & ssl.OP_NO_RENEGOTIATION:
+            return
+    sslobj.context = _twin(conn.server_side)
+    conn.__dict__[DETACHED] = context
+
+
+def _reattach(conn: Any) -> None:
+    context = conn.__dict__.pop(DETACHED, None)
+    if context is not None and conn._sslobj is not None:
+        conn._sslobj.context = context
+
+
+# -- connections made on a handshake that no do_handshake() call announced -----
+
+
+class _Implicit(list[RawEvent]):
+    """Events of a handshake driven by the first read/write instead of ``do_handshake``."""
+
+    __slots__ = ("_conn", "_finished")
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__()
+        self._conn = weakref.ref(conn)
+        self._finished = 0
+
+    def append(self, event: RawEvent) -> None:
+        super().append(event)
+        if event[3] == 22 and event[4] == 20:
+            self._finished |= 1 if event[2] == "read" else 2
+        elif event[3] == 21 and event[5][:1] == b"\x02":
+            self._finished = -1
+        else:
+            return
+        conn = self._conn()
+        if conn is not None and self._finished in {3, -1}:
+            _leave_implicit(conn, self)
+
+
+def _adopt(conn: Any) -> list[RawEvent] | None:
+    try:
+        d = conn.__dict__
+    except AttributeError:
+        return None
+    if not isinstance(conn, (ssl.SSLSocket, ssl.SSLObject)):
+        d[EVENTS] = None
+        return None
+    events = d[EVENTS] = _Implicit(conn)
+    d[CONTEXT] = conn.context
+    return events
+
+
+def _leave_implicit(conn: Any, events: list[RawEvent]) -> None:
+    conn.__dict__[EVENTS] = None
+    try:
+        alert = next((e for e in events if e[3] == 21), None)
+        exc = None if alert is None else ssl.SSLError("TLS alert during an implicit handshake")
+        _publish(conn, _span(conn, list(events), events[-1][0], exc))
+    except Exception:
+        _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
+
+
+# -- the connection classes ----------------------------------------------------
+
+
+class TimedSSLSocket(ssl.SSLSocket):
+    """``ssl.SSLSocket`` that records its handshake. Used by :class:`TimedSSLContext`."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        events = _enter(self)
+        if events is None:
+            return super().do_handshake(block)
+        try:
+            super().do_handshake(block)
+        except _WANT:
+            events.append((_perf(), _cpu(), "", EXIT, 0, b""))
+            raise
+        except BaseException as exc:
+            _leave(self, events, exc)
+            raise
+        _leave(self, events, None)
+        return None
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        return self._context  # type: ignore[attr-defined,no-any-return]
+
+    @context.setter
+    def context(self, ctx: ssl.SSLContext) -> None:
+        self.__dict__.pop(DETACHED, None)
+        _SOCKET_CONTEXT.fset(self, ctx)
+
+    @property
+    def session(self) -> ssl.SSLSession | None:
+        return _session(self)
+
+    @session.setter
+    def session(self, session: ssl.SSLSession | None) -> None:
+        _SOCKET_SESSION.fset(self, session)
+
+    def verify_client_post_handshake(self) -> None:
+        _reattach(self)
+        super().verify_client_post_handshake()
+
+    def _real_close(self) -> None:
+        if PENDING in self.__dict__:
+            _settle(self, None)
+        super()._real_close()  # type: ignore[misc]
+
+
+class TimedSSLObject(ssl.SSLObject):
+    """``ssl.SSLObject`` that records its handshake. Used by :class:`TimedSSLContext`."""
+
+    def do_handshake(self) -> None:
+        events = _enter(self)
+        if events is None:
+            return super().do_handshake()
+        try:
+            super().do_handshake()
+        except _WANT:
+            events.append((_perf(), _cpu(), "", EXIT, 0, b""))
+            raise
+        except BaseException as exc:
+            _leave(self, events, exc)
+            raise
+        _leave(self, events, None)
+        return None
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        detached = self.__dict__.get(DETACHED)
+        return detached if detached is not None else self._sslobj.context  # type: ignore[attr-defined,no-any-return]
+
+    @context.setter
+    def context(self, ctx: ssl.SSLContext) -> None:
+        self.__dict__.pop(DETACHED, None)
+        self._sslobj.context = ctx  # type: ignore[attr-defined]
+
+    @property
+    def session(self) -> ssl.SSLSession | None:
+        return _session(self)
+
+    @session.setter
+    def session(self, session: ssl.SSLSession | None) -> None:
+        _OBJECT_SESSION.fset(self, session)
+
+    def verify_client_post_handshake(self) -> None:
+        _reattach(self)
+        super().verify_client_post_handshake()
+
+    def unwrap(self) -> None:
+        if PENDING in self.__dict__:
+            _settle(self, None)
+        super().unwrap()
+
+
+def _session(conn: Any) -> ssl.SSLSession | None:
+    """The session, bound to the caller's context even after :func:`_detach`."""
+    sslobj = conn._sslobj
+    if sslobj is None:
+        return None
+    original = conn.__dict__.get(DETACHED)
+    if original is None:
+        return sslobj.session  # type: ignore[no-any-return]
+    quiet = sslobj.context
+    sslobj.context = original
+    try:
+        return sslobj.session  # type: ignore[no-any-return]
+    finally:
+        sslobj.context = quiet
+
+
+_derived: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
+
+
+def timed_class(cls: type, timed: type) -> type:
+    """Mix the timing of ``timed`` into a caller's own connection class."""
+    plain = timed.__bases__[0]
+    if issubclass(cls, timed) or not issubclass(cls, plain):
+        return cls
+    derived = _derived.get(cls)
+    if derived is None:
+        derived = type(cls.__name__, (timed, cls), {"_tlstiming_user_class": cls})
+        derived.__module__ = cls.__module__
+        derived.__qualname__ = cls.__qualname__
+        _derived[cls] = derived
+    return derived

@@ -1,0 +1,44 @@
+"""Handing finished spans to sinks without ever breaking a connection."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+__all__ = ["deliver", "global_sinks", "subscribe", "unsubscribe"]
+
+_log = logging.getLogger("tlstiming")
+
+global_sinks: tuple[Any, ...] = ()
+"""Sinks that receive the spans of every context (the pytest plugin uses this)."""
+
+
+def subscribe(sink: Any) -> None:
+    """Deliver the spans of every TimedSSLContext to ``sink`` as well."""
+    global global_sinks
+    global_sinks = (*global_sinks, sink)
+
+
+def unsubscribe(sink: Any) -> None:
+    """Undo :func:`subscribe`. Raises ``ValueError`` if ``sink`` was not subscribed."""
+    global global_sinks
+    sinks = list(global_sinks)
+    sinks.remove(sink)
+    global_sinks = tuple(sinks)
+
+
+def deliver(context: Any, span: Any) -> None:
+    """Call every sink of ``context`` and every global sink with ``span``."""
+    for sink in getattr(context, "_tlstiming_sinks", ()):
+        _call(sink, span)
+    for sink in global_sinks:
+        _call(sink, span)
+
+
+def _call(sink: Any, span: Any) -> None:
+    try:
+        sink(span)
+    except Exception:
+        _log.warning(
+            "tlstiming: sink %r raised; span %s dropped for it", sink, span.span_id, exc_info=True
+        )

@@ -1,0 +1,208 @@
+"""TimedSSLContext: a drop-in ``ssl.SSLContext`` that turns every handshake into a span.
+
+How it works, in one paragraph: the context installs OpenSSL's message
+callback (CPython's private ``_msg_callback`` seam, set at the C level to skip
+the enum-converting wrapper). The callback appends one tuple per TLS record
+header and message to a list kept on the connection object. The connection
+classes (``sslsocket_class``/``sslobject_class``) mark each call into
+``do_handshake``; when the handshake completes or fails they freeze the list
+into a :class:`~tlstiming.HandshakeSpan`, hand it to the sinks, and move the
+connection to a callback-less twin context so that the data path after the
+handshake runs exactly as fast as plain ``ssl``.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from tlstiming import _conn
+from tlstiming._conn import TimedSSLObject, TimedSSLSocket, timed_class
+from tlstiming.spans import Sink
+
+__all__ = ["TimedSSLContext", "create_default_context"]
+
+_C_MSG_CALLBACK: Any = ssl._SSLContext._msg_callback  # type: ignore[attr-defined]
+_C_SNI_CALLBACK: Any = ssl._SSLContext.sni_callback  # type: ignore[attr-defined]
+_PY_MSG_CALLBACK: Any = vars(ssl.SSLContext)["_msg_callback"]
+
+
+class TimedSSLContext(ssl.SSLContext):
+    """An :class:`ssl.SSLContext` whose handshakes produce :class:`~tlstiming.HandshakeSpan` s.
+
+    Use it exactly like ``ssl.SSLContext``; everything it does for a caller
+    is unchanged. Add sinks with :meth:`add_sink` and read a connection's
+    span with :func:`tlstiming.span_of`.
+    """
+
+    _tlstiming_sinks: tuple[Sink, ...]
+    _tlstiming_user_msg_callback: Callable[..., Any] | None
+    _tlstiming_user_sni_callback: Callable[..., Any] | None
+    _tlstiming_socket_class: type[ssl.SSLSocket]
+    _tlstiming_object_class: type[ssl.SSLObject]
+
+    def __new__(cls, protocol: int | None = None, *args: Any, **kwargs: Any) -> TimedSSLContext:
+        if protocol is None:
+            import warnings  # noqa: PLC0415
+
+            warnings.warn(
+                "ssl.SSLContext() without protocol argument is deprecated.",
+                category=DeprecationWarning,
+                stacklevel=2,
+            )
+            protocol = ssl.PROTOCOL_TLS
+        self = super().__new__(cls, protocol, *args, **kwargs)
+        self._tlstiming_sinks = ()
+        self._tlstiming_user_msg_callback = None
+        self._tlstiming_user_sni_callback = None
+        self._tlstiming_socket_class = TimedSSLSocket
+        self._tlstiming_object_class = TimedSSLObject
+        _C_MSG_CALLBACK.__set__(self, _conn.on_message)
+        return self
+
+    # -- sinks -------------------------------------------------------------
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        """The sinks that receive this context's spans, in call order."""
+        return self._tlstiming_sinks
+
+    def add_sink(self, sink: Sink) -> None:
+        """Deliver every span of this context to ``sink`` (any callable taking a span).
+
+        A sink runs on the thread that made the handshake, right after it
+        completes; an exception it raises is logged and never reaches the
+        connection.
+        """
+        if not callable(sink):
+            raise TypeError(f"sink must be callable, not {type(sink).__name__}")
+        self._tlstiming_sinks = (*self._tlstiming_sinks, sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        """Stop delivering to ``sink``. Raises ``ValueError`` if it was not added."""
+        sinks = list(self._tlstiming_sinks)
+        sinks.remove(sink)
+        self._tlstiming_sinks = tuple(sinks)
+
+    # -- the seams plain ssl offers, kept working ------------------------------
+
+    def wrap_socket(
+        self,
+        sock: Any,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLSocket:
+        return self._tlstiming_socket_class._create(  # type: ignore[attr-defined,no-any-return]
+            sock=sock,
+            server_side=server_side,
+            do_handshake_on_connect=do_handshake_on_connect,
+            suppress_ragged_eofs=suppress_ragged_eofs,
+            server_hostname=server_hostname,
+            context=self,
+            session=session,
+        )
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        return self._tlstiming_object_class._create(  # type: ignore[attr-defined,no-any-return]
+            incoming,
+            outgoing,
+            server_side=server_side,
+            server_hostname=self._encode_hostname(server_hostname),  # type: ignore[attr-defined]
+            session=session,
+            context=self,
+        )
+
+    # Libraries set these on a context instance; whatever they set is used,
+    # with the timing mixed in, so instrumentation is never silently lost.
+    @property
+    def sslsocket_class(self) -> type[ssl.SSLSocket]:
+        return getattr(self._tlstiming_socket_class, "_tlstiming_user_class", TimedSSLSocket)
+
+    @sslsocket_class.setter
+    def sslsocket_class(self, cls: type[ssl.SSLSocket]) -> None:
+        self._tlstiming_socket_class = timed_class(cls, TimedSSLSocket)
+
+    @property
+    def sslobject_class(self) -> type[ssl.SSLObject]:
+        return getattr(self._tlstiming_object_class, "_tlstiming_user_class", TimedSSLObject)
+
+    @sslobject_class.setter
+    def sslobject_class(self, cls: type[ssl.SSLObject]) -> None:
+        self._tlstiming_object_class = timed_class(cls, TimedSSLObject)
+
+    @property
+    def _msg_callback(self) -> Callable[..., Any] | None:
+        return self._tlstiming_user_msg_callback
+
+    @_msg_callback.setter
+    def _msg_callback(self, callback: Callable[..., Any] | None) -> None:
+        if callback is None:
+            self._tlstiming_user_msg_callback = None
+            _C_MSG_CALLBACK.__set__(self, _conn.on_message)
+            return
+        # Let ssl validate it and build its enum-converting wrapper, then chain it.
+        _PY_MSG_CALLBACK.fset(self, callback)
+        inner = _C_MSG_CALLBACK.__get__(self)
+        self._tlstiming_user_msg_callback = callback
+        _C_MSG_CALLBACK.__set__(self, _conn.chained_on_message(inner))
+
+    @property
+    def sni_callback(self) -> Callable[..., Any] | None:
+        return self._tlstiming_user_sni_callback
+
+    @sni_callback.setter
+    def sni_callback(self, callback: Callable[..., Any] | None) -> None:
+        _C_SNI_CALLBACK.__set__(self, callback)  # ssl's own validation and errors
+        self._tlstiming_user_sni_callback = callback
+        if callback is not None:
+            _C_SNI_CALLBACK.__set__(self, _conn.timed_sni_callback(callback))
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+
+def create_default_context(
+    purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH,
+    *,
+    cafile: str | None = None,
+    capath: str | None = None,
+    cadata: str | bytes | None = None,
+) -> TimedSSLContext:
+    """Same signature, defaults and trust as :func:`ssl.create_default_context`.
+
+    Returns:
+        A :class:`TimedSSLContext`.
+    """
+    if not isinstance(purpose, ssl._ASN1Object):
+        raise TypeError(purpose)
+    if purpose == ssl.Purpose.SERVER_AUTH:
+        context = TimedSSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.check_hostname = True
+    elif purpose == ssl.Purpose.CLIENT_AUTH:
+        context = TimedSSLContext(ssl.PROTOCOL_TLS_SERVER)
+    else:
+        raise ValueError(purpose)
+    if sys.version_info >= (3, 13):
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
+    if cafile or capath or cadata:
+        context.load_verify_locations(cafile, capath, cadata)
+    elif context.verify_mode != ssl.CERT_NONE:
+        context.load_default_certs(purpose)
+    keylog = os.environ.get("SSLKEYLOGFILE")
+    if keylog and not sys.flags.ignore_environment:
+        context.keylog_filename = keylog
+    return context

@@ -1,0 +1,296 @@
+"""Span values: what one TLS handshake looked like, as immutable data.
+
+A :class:`HandshakeSpan` is built at the end of every handshake made through
+a :class:`~tlstiming.TimedSSLContext`. Building it is cheap: the phases, the
+message timeline and the parsed facts are computed the first time anybody
+reads them, so a span that no sink reads costs almost nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from tlstiming import _timeline
+from tlstiming._names import alert_name, handshake_type_name
+
+if TYPE_CHECKING:
+    from tlstiming._facts import HandshakeFacts
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "HandshakeError",
+    "HandshakeSpan",
+    "Message",
+    "Outcome",
+    "Phase",
+    "Sink",
+]
+
+SCHEMA_VERSION: Final = "1"
+
+Outcome = Literal["ok", "error"]
+Direction = Literal["sent", "received"]
+
+_COMPUTE_LOCK: Final = threading.Lock()
+_CONTENT_TYPES: Final = {20: "change_cipher_spec", 21: "alert", 22: "handshake"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Phase:
+    """One contiguous stretch of a handshake.
+
+    Attributes:
+        name: what happens in it (see ``docs/concepts.md``).
+        start_ns: start, on the ``time.perf_counter_ns()`` clock.
+        end_ns: end, on the same clock.
+        cpu_ns: CPU time this thread spent in the handshake during the phase,
+            or ``None`` when unknown. ``duration_ns - cpu_ns`` is waiting.
+    """
+
+    name: str
+    start_ns: int
+    end_ns: int
+    cpu_ns: int | None
+
+    @property
+    def duration_ns(self) -> int:
+        """Wall time of the phase in nanoseconds."""
+        return self.end_ns - self.start_ns
+
+    @property
+    def wait_ns(self) -> int | None:
+        """Wall time not spent on this thread's CPU (network, peer, scheduling)."""
+        return None if self.cpu_ns is None else max(self.duration_ns - self.cpu_ns, 0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """One TLS message (handshake message, alert, change_cipher_spec) on the timeline.
+
+    Attributes:
+        t_ns: when OpenSSL handed it over (read: whole message received;
+            sent: written to the record layer), ``perf_counter_ns`` clock.
+        direction: ``"sent"`` or ``"received"`` from the recording end.
+        content_type: ``"handshake"``, ``"alert"`` or ``"change_cipher_spec"``.
+        type: the handshake message type (``"server_hello"``), the alert
+            description (``"bad_certificate"``), or ``"change_cipher_spec"``.
+        size: bytes, handshake header included.
+    """
+
+    t_ns: int
+    direction: Direction
+    content_type: str
+    type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandshakeError:
+    """Why a handshake failed.
+
+    Attributes:
+        type: the exception's qualified class name (``ssl.SSLCertVerificationError``).
+        message: ``str()`` of the exception, exactly as the caller saw it.
+        phase: the phase in progress when it failed.
+        alert: the TLS alert description, if an alert was sent or received.
+        alert_source: ``"local"`` if this end sent it, ``"peer"`` if received.
+        reason: OpenSSL's reason code name (``exc.reason``) for ``ssl.SSLError``.
+        verify_code: ``exc.verify_code`` for certificate verification errors.
+    """
+
+    type: str
+    message: str
+    phase: str | None
+    alert: str | None = None
+    alert_source: Literal["local", "peer"] | None = None
+    reason: str | None = None
+    verify_code: int | None = None
+
+
+class HandshakeSpan:
+    """The timing and facts of one TLS handshake. Immutable.
+
+    Construct through :class:`~tlstiming.TimedSSLContext`; read with
+    :func:`~tlstiming.span_of` or a sink.
+    """
+
+    __slots__ = (
+        "_events",
+        "_facts",
+        "_messages",
+        "_tiling",
+        "end_ns",
+        "error",
+        "outcome",
+        "peer",
+        "server_hostname",
+        "side",
+        "span_id",
+        "start_ns",
+        "start_unix_ns",
+    )
+
+    kind: Final = "tls.handshake"
+
+    span_id: str
+    side: _timeline.Side
+    server_hostname: str | None
+    peer: tuple[str, int] | None
+    start_ns: int
+    end_ns: int
+    start_unix_ns: int
+    outcome: Outcome
+    error: HandshakeError | None
+    _events: Sequence[_timeline.RawEvent]
+    _tiling: _timeline.Tiling | None
+    _messages: tuple[Message, ...] | None
+    _facts: HandshakeFacts | None
+
+    def __init__(
+        self,
+        *,
+        span_id: str,
+        side: _timeline.Side,
+        server_hostname: str | None,
+        peer: tuple[str, int] | None,
+        start_ns: int,
+        end_ns: int,
+        start_unix_ns: int,
+        error: HandshakeError | None,
+        events: Sequence[_timeline.RawEvent],
+    ) -> None:
+        init = object.__setattr__
+        init(self, "span_id", span_id)
+        init(self, "side", side)
+        init(self, "server_hostname", server_hostname)
+        init(self, "peer", peer)
+        init(self, "start_ns", start_ns)
+        init(self, "end_ns", end_ns)
+        init(self, "start_unix_ns", start_unix_ns)
+        init(self, "outcome", "ok" if error is None else "error")
+        init(self, "error", error)
+        init(self, "_events", events)
+        init(self, "_tiling", None)
+        init(self, "_messages", None)
+        init(self, "_facts", None)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+    def __repr__(self) -> str:
+        host = self.server_hostname or (self.peer[0] if self.peer else "?")
+        return (
+            f"<HandshakeSpan {self.side} {host} {self.outcome} "
+            f"{self.duration_ns / 1e6:.3f} ms id={self.span_id}>"
+        )
+
+    # -- cheap, always available ------------------------------------------------
+
+    @property
+    def duration_ns(self) -> int:
+        """Total wall time of the handshake, first call to completion or failure."""
+        return self.end_ns - self.start_ns
+
+    # -- computed on first read ------------------------------------------------
+
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        """Contiguous phases from start to end; their durations sum to :attr:`duration_ns`."""
+        tiling = self._materialize()[0]
+        bounds = tiling.bounds
+        return tuple(
+            Phase(name=name, start_ns=bounds[i], end_ns=bounds[i + 1], cpu_ns=tiling.cpu[i])
+            for i, name in enumerate(tiling.names)
+        )
+
+    @property
+    def cpu_ns(self) -> int | None:
+        """CPU time this thread spent inside the handshake, if known."""
+        cpu = self._materialize()[0].cpu
+        return None if any(c is None for c in cpu) else sum(c for c in cpu if c is not None)
+
+    @property
+    def round_trips(self) -> int:
+        """Network round trips the handshake waited on (1 for TLS 1.3, 2 for TLS 1.2 or HRR)."""
+        return self._materialize()[0].round_trips
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        """Every handshake message, alert and change_cipher_spec, in order."""
+        return self._materialize()[1]
+
+    @property
+    def facts(self) -> HandshakeFacts:
+        """What the handshake negotiated, parsed from its messages."""
+        return self._materialize()[2]
+
+    def phase(self, name: str) -> Phase | None:
+        """Return the phase called ``name``, or ``None`` if the handshake had none."""
+        return next((p for p in self.phases if p.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict with the stable keys documented in ``docs/schema.md``."""
+        from tlstiming._export import handshake_to_dict  # noqa: PLC0415
+
+        return handshake_to_dict(self)
+
+    def _materialize(self) -> tuple[_timeline.Tiling, tuple[Message, ...], HandshakeFacts]:
+        tiling, messages, facts = self._tiling, self._messages, self._facts
+        if tiling is None or messages is None or facts is None:
+            with _COMPUTE_LOCK:
+                if self._facts is None:
+                    self._compute()
+            tiling, messages, facts = self._tiling, self._messages, self._facts
+        assert tiling is not None
+        assert messages is not None
+        assert facts is not None
+        return tiling, messages, facts
+
+    def _compute(self) -> None:
+        from tlstiming._facts import build_facts  # noqa: PLC0415
+
+        events = self._events
+        init = object.__setattr__
+        init(self, "_tiling", _timeline.tile(events, self.side, self.start_ns, self.end_ns))
+        init(self, "_messages", tuple(_messages(events, self.side)))
+        records = [(e[2], e[3], e[4], e[5]) for e in events if e[3] >= 0]
+        init(self, "_facts", build_facts(records, side=self.side))
+        # The raw bytes can hold session tickets (a resuming ClientHello): drop them.
+        init(self, "_events", ())
+
+
+def _messages(events: Sequence[_timeline.RawEvent], side: str) -> list[Message]:
+    out = []
+    for t_ns, _cpu, direction, content_type, msg_type, data in events:
+        kind = _CONTENT_TYPES.get(content_type)
+        if kind is None:
+            continue
+        if content_type == 22:
+            name = handshake_type_name(msg_type)
+        elif content_type == 21:
+            name = alert_name(data[1]) if len(data) > 1 else "unknown"
+        else:
+            name = kind
+        out.append(
+            Message(
+                t_ns=t_ns,
+                direction="sent" if direction == "write" else "received",
+                content_type=kind,
+                type=name,
+                size=len(data),
+            )
+        )
+    return out
+
+
+Sink = Callable[[HandshakeSpan], None]
+"""A sink receives every span as it completes. It must not block for long."""
