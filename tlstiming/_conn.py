@@ -394,10 +394,10 @@ class TimedSSLObject(ssl.SSLObject):
         _reattach(self)
         super().verify_client_post_handshake()
 
-    def unwrap(self) -> None:
+    def unwrap(self) -> Any:
         if PENDING in self.__dict__:
             _settle(self, None)
-        super().unwrap()
+        return super().unwrap()
 
 
 def _session(conn: Any) -> ssl.SSLSession | None:

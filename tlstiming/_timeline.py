@@ -24,6 +24,7 @@ from typing import Final, Literal
 __all__ = [
     "ENTER",
     "EXIT",
+    "PHASE_NAMES",
     "SNI_END",
     "SNI_START",
     "RawEvent",
@@ -34,6 +35,25 @@ __all__ = [
 
 RawEvent = tuple[int, int, str, int, int, bytes]
 Side = Literal["client", "server"]
+
+PHASE_NAMES: Final = (
+    "client_hello",
+    "server_hello",
+    "hello_retry",
+    "server_flight",
+    "certificate",
+    "certificate_status",
+    "certificate_verify",
+    "server_key_exchange",
+    "client_key_exchange",
+    "second_round_trip",
+    "client_certificate",
+    "client_certificate_verify",
+    "sni_callback",
+    "client_finished",
+    "finished",
+)
+"""Every phase name :func:`tile` can produce (documented in docs/concepts.md)."""
 
 ENTER: Final = -1
 EXIT: Final = -2

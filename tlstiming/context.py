@@ -25,7 +25,8 @@ from tlstiming.spans import Sink
 
 __all__ = ["TimedSSLContext", "create_default_context"]
 
-_C_MSG_CALLBACK: Any = ssl._SSLContext._msg_callback  # type: ignore[attr-defined]
+# CPython's private seam (3.8+). Without it a TimedSSLContext is a plain context.
+_C_MSG_CALLBACK: Any = getattr(ssl._SSLContext, "_msg_callback", None)  # type: ignore[attr-defined]
 _C_SNI_CALLBACK: Any = ssl._SSLContext.sni_callback  # type: ignore[attr-defined]
 _PY_MSG_CALLBACK: Any = vars(ssl.SSLContext)["_msg_callback"]
 
@@ -60,7 +61,8 @@ class TimedSSLContext(ssl.SSLContext):
         self._tlstiming_user_sni_callback = None
         self._tlstiming_socket_class = TimedSSLSocket
         self._tlstiming_object_class = TimedSSLObject
-        _C_MSG_CALLBACK.__set__(self, _conn.on_message)
+        if _C_MSG_CALLBACK is not None:
+            _C_MSG_CALLBACK.__set__(self, _conn.on_message)
         return self
 
     # -- sinks -------------------------------------------------------------
@@ -149,6 +151,11 @@ class TimedSSLContext(ssl.SSLContext):
 
     @_msg_callback.setter
     def _msg_callback(self, callback: Callable[..., Any] | None) -> None:
+        if _C_MSG_CALLBACK is None:
+            if callback is not None and not callable(callback):
+                raise TypeError(f"{callback} is not callable.")
+            self._tlstiming_user_msg_callback = callback
+            return
         if callback is None:
             self._tlstiming_user_msg_callback = None
             _C_MSG_CALLBACK.__set__(self, _conn.on_message)

@@ -86,7 +86,9 @@ def require_client_cert(pair: Pair, *, send: bool, required: bool = True) -> Non
         pair.ca.issue_cert("client@example.test").configure_cert(pair.client)
 
 
-def _serve(listener: socket.socket, ctx: ssl.SSLContext, count: int, done: queue.Queue[None]) -> None:
+def _serve(
+    listener: socket.socket, ctx: ssl.SSLContext, count: int, done: queue.Queue[None]
+) -> None:
     for _ in range(count):
         conn, _addr = listener.accept()
         with conn:
@@ -125,7 +127,8 @@ def run(
         session = None
         for _ in range(connections):
             recorder = Recorder()
-            setattr(pair.client if side == "client" else pair.server, "_msg_callback", recorder)
+            recording = pair.client if side == "client" else pair.server
+            recording._msg_callback = recorder  # type: ignore[attr-defined]
             session = _connect(listener.getsockname()[1], pair.client, sni, session)
             done.get(timeout=10)
             recorded.append(recorder.rows)
@@ -309,8 +312,6 @@ def _client_certificates() -> list[Capture]:
 
 def _failures_and_chains() -> list[Capture]:
     wrong_ca = make_pair()
-    trustme.CA().configure_trust(wrong_ca.client)
-    wrong_ca.client.load_verify_locations(cadata=trustme.CA().cert_pem.bytes().decode())
     wrong_ca.client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     trustme.CA().configure_trust(wrong_ca.client)
     missing = make_pair()
@@ -346,3 +347,169 @@ def _failures_and_chains() -> list[Capture]:
             {**_COMMON_13, "certificate_count": 2},
         ),
     ]
+
+
+# ``openssl s_client -msg`` prints e.g. ">>> TLS 1.3, Handshake [length 00f7], ClientHello"
+# followed by indented hex lines. Map its record names to the callback's content types.
+_MSG_HEADER = re.compile(r"^(>>>|<<<) [^,]+, (\w+) \[length [0-9a-f]+\]")
+_CONTENT_TYPES = {
+    "ChangeCipherSpec": 20,
+    "Alert": 21,
+    "Handshake": 22,
+    "RecordHeader": 256,
+    "InnerContent": 257,
+}
+
+
+def _msg_type(content_type: int, data: bytes) -> int:
+    """What CPython's callback reports as msg_type (see Modules/_ssl/debughelpers.c)."""
+    if content_type == 20:
+        return 0x0101  # SSL3_MT_CHANGE_CIPHER_SPEC
+    return data[1] if content_type == 21 else data[0]
+
+
+def parse_s_client_msg(text: str) -> list[Row]:
+    """Convert ``openssl s_client -msg`` output into callback rows."""
+    rows: list[Row] = []
+    current: tuple[str, int] | None = None
+    hexdata: list[str] = []
+
+    def flush() -> None:
+        if current is not None:
+            data = bytes.fromhex("".join(hexdata))
+            rows.append([current[0], current[1], _msg_type(current[1], data), data.hex()])
+
+    for line in text.splitlines():
+        header = _MSG_HEADER.match(line)
+        if header is not None or not line.startswith("    "):
+            flush()
+            current, hexdata = None, []
+        if header is not None and header[2] in _CONTENT_TYPES:
+            direction = "write" if header[1] == ">>>" else "read"
+            current = (direction, _CONTENT_TYPES[header[2]])
+        elif current is not None and line.startswith("    "):
+            hexdata.append(line.strip().replace(" ", ""))
+    flush()
+    return rows
+
+
+def _ocsp_response(ca: trustme.CA, leaf: trustme.LeafCert) -> bytes:
+    issuer = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    key: Any = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
+    signer: CertificateIssuerPrivateKeyTypes = key
+    cert = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = ocsp.OCSPResponseBuilder().add_response(
+        cert=cert,
+        issuer=issuer,
+        algorithm=hashes.SHA256(),
+        cert_status=ocsp.OCSPCertStatus.GOOD,
+        this_update=now,
+        next_update=now + datetime.timedelta(days=1),
+        revocation_time=None,
+        revocation_reason=None,
+    )
+    response = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, issuer)
+    return response.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def _openssl_stapled(version: str, tmp: Path) -> list[Row]:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost")
+    ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "server.pem"))
+    (tmp / "ocsp.der").write_bytes(_ocsp_response(ca, leaf))
+    server = subprocess.Popen(
+        [
+            *("openssl", "s_server", "-accept", "127.0.0.1:0", "-naccept", "1", "-quiet"),
+            *("-cert", str(tmp / "server.pem"), "-status_file", str(tmp / "ocsp.der")),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        port = _accept_port(server)
+        client = subprocess.run(
+            [
+                *("openssl", "s_client", "-connect", f"127.0.0.1:{port}"),
+                *("-servername", "localhost", "-status", "-msg", f"-tls{version}"),
+                *("-CAfile", str(tmp / "ca.pem")),
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    finally:
+        server.kill()
+        server.communicate()
+    return parse_s_client_msg(client.stdout)
+
+
+def _accept_port(server: subprocess.Popen[str]) -> int:
+    assert server.stdout is not None
+    for line in server.stdout:
+        if line.startswith("ACCEPT"):
+            return int(line.rsplit(":", 1)[1])
+    raise RuntimeError("openssl s_server did not start")
+
+
+def _openssl() -> list[Capture]:
+    captures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for version, common in (("1_3", _COMMON_13), ("1_2", _COMMON_12)):
+            label = version.replace("_", ".")
+            captures.append(
+                Capture(
+                    f"openssl_ocsp_tls{version.replace('_', '')}",
+                    f"openssl s_client -status against s_server -status_file, TLS {label}",
+                    "client",
+                    _openssl_stapled(version, Path(tmp)),
+                    {
+                        **common,
+                        "versions_offered": [label],
+                        "ocsp_requested": True,
+                        "ocsp_stapled": True,
+                    },
+                )
+            )
+    return captures
+
+
+def save(capture: Capture) -> Path:
+    """Write one capture as ``tests/data/<name>.json``."""
+    path = HERE / f"{capture.name}.json"
+    document = {
+        "description": capture.description,
+        "side": capture.side,
+        "openssl": ssl.OPENSSL_VERSION,
+        "expect": capture.expect,
+        "messages": capture.messages,
+    }
+    path.write_text(json.dumps(document, indent=1) + "\n")
+    return path
+
+
+SCENARIOS: list[Callable[[], list[Capture]]] = [
+    _tls13,
+    _tls12,
+    _client_certificates,
+    _failures_and_chains,
+    _openssl,
+]
+
+
+def main() -> int:
+    """Capture every scenario and print one line per file."""
+    for scenario in SCENARIOS:
+        for capture in scenario():
+            path = save(capture)
+            print(f"{path.name}: {len(capture.messages)} callbacks")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

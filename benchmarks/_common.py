@@ -1,0 +1,268 @@
+"""Shared helpers for the benchmarks: certificates, the server process, interleaving, stats.
+
+Every benchmark compares variants *inside one process, interleaved*: each
+round runs every variant (in a fresh random order) before the next round
+starts, so a slow second of the machine hits all variants alike. Only ratios
+between variants of the same round are reported, never absolute times
+across runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+import socket
+import ssl
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import trustme
+
+import tlstiming
+
+HERE: Final = Path(__file__).resolve().parent
+SERVER_SCRIPT: Final = HERE / "_server.py"
+HOSTNAME: Final = "localhost"
+
+_C_MSG_CALLBACK: Any = ssl._SSLContext._msg_callback  # type: ignore[attr-defined]
+_perf = time.perf_counter_ns
+
+
+# -- certificates and the server process ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Certs:
+    """Paths of a throwaway trustme CA and a ``localhost`` server certificate."""
+
+    ca_pem: str
+    certchain: str
+
+
+@contextlib.contextmanager
+def certificates() -> Iterator[Certs]:
+    """Write a fresh CA and server certificate (trustme's default: ECDSA P-256) to a temp dir."""
+    ca = trustme.CA()
+    cert = ca.issue_cert(HOSTNAME)
+    with tempfile.TemporaryDirectory(prefix="tlstiming-bench-") as tmp:
+        ca_pem = os.path.join(tmp, "ca.pem")
+        certchain = os.path.join(tmp, "server.pem")
+        ca.cert_pem.write_to_path(ca_pem)
+        cert.private_key_and_cert_chain_pem.write_to_path(certchain)
+        yield Certs(ca_pem=ca_pem, certchain=certchain)
+
+
+@contextlib.contextmanager
+def server_process(certs: Certs, mode: str, max_tls: str = "1.3") -> Iterator[int]:
+    """Run ``_server.py`` in its own process on 127.0.0.1; yield its port."""
+    command = [sys.executable, str(SERVER_SCRIPT), "--mode", mode]
+    command += ["--certchain", certs.certchain, "--max-tls", max_tls]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.strip():
+            raise RuntimeError(f"benchmark server did not start (exit code {proc.wait()})")
+        yield int(line)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def connect(port: int) -> socket.socket:
+    """A TCP connection to the server; closing it resets (no TIME_WAIT pile-up)."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return sock
+
+
+# -- client contexts -------------------------------------------------------------
+
+
+def plain_context(certs: Certs) -> ssl.SSLContext:
+    """``ssl.create_default_context()`` trusting the benchmark CA."""
+    return ssl.create_default_context(cafile=certs.ca_pem)
+
+
+def floor_callback(
+    conn: Any, direction: str, version: int, content_type: int, msg_type: int, data: bytes, /
+) -> None:
+    """The cheapest useful message callback: one timestamp appended per call."""
+    try:
+        conn._bench_stamps.append(_perf())
+    except AttributeError:
+        conn._bench_stamps = [_perf()]
+
+
+def noop_callback(
+    conn: Any, direction: str, version: int, content_type: int, msg_type: int, data: bytes, /
+) -> None:
+    """A message callback that does nothing: the price of any Python callback at all."""
+
+
+def callback_context(certs: Certs, callback: Callable[..., None]) -> ssl.SSLContext:
+    """A plain context with ``callback`` set at the C level (no enum-converting wrapper)."""
+    ctx = plain_context(certs)
+    _C_MSG_CALLBACK.__set__(ctx, callback)
+    return ctx
+
+
+def timed_context(certs: Certs, sink: tlstiming.Sink | None = None) -> tlstiming.TimedSSLContext:
+    """``tlstiming.create_default_context()`` trusting the benchmark CA, with ``sink`` added."""
+    ctx = tlstiming.create_default_context(cafile=certs.ca_pem)
+    if sink is not None:
+        ctx.add_sink(sink)
+    return ctx
+
+
+def cap_tls12(ctx: ssl.SSLContext) -> ssl.SSLContext:
+    """Limit ``ctx`` to TLS 1.2 and return it."""
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+# -- interleaving and statistics -------------------------------------------------
+
+Samples = dict[str, list[list[int]]]
+
+
+def interleave(
+    measures: Mapping[str, Callable[[], int]],
+    rounds: int,
+    batch: int = 1,
+    seed: int = 0,
+) -> Samples:
+    """Run every measure ``batch`` times per round, variants in random order each time.
+
+    Args:
+        measures: name -> a function that runs one sample and returns its time in ns.
+        rounds: how many rounds.
+        batch: samples per variant per round (the order is reshuffled for each).
+        seed: seed of the shuffling.
+
+    Returns:
+        name -> one list of samples (ns) per round.
+    """
+    rng = random.Random(seed)
+    names = list(measures)
+    samples: Samples = {name: [] for name in names}
+    for _ in range(rounds):
+        for name in names:
+            samples[name].append([])
+        for _ in range(batch):
+            rng.shuffle(names)
+            for name in names:
+                samples[name][-1].append(measures[name]())
+    return samples
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio:
+    """Summary of per-round ratios variant/baseline.
+
+    Attributes:
+        median: median of the per-round ratios.
+        q1: first quartile of the per-round ratios.
+        q3: third quartile.
+        pooled: median of all the variant's samples / median of all the baseline's.
+    """
+
+    median: float
+    q1: float
+    q3: float
+    pooled: float
+
+    def cell(self) -> str:
+        """``1.012 [1.004, 1.020]``: median and interquartile range."""
+        return f"{self.median:.3f} [{self.q1:.3f}, {self.q3:.3f}]"
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """First quartile, median, third quartile."""
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def ratio(samples: Samples, variant: str, baseline: str) -> Ratio:
+    """Compare ``variant`` with ``baseline`` round by round (round medians)."""
+    per_round = [
+        statistics.median(v) / statistics.median(b)
+        for v, b in zip(samples[variant], samples[baseline], strict=True)
+    ]
+    q1, q2, q3 = quartiles(per_round)
+    pooled_v = statistics.median(s for r in samples[variant] for s in r)
+    pooled_b = statistics.median(s for r in samples[baseline] for s in r)
+    return Ratio(median=q2, q1=q1, q3=q3, pooled=pooled_v / pooled_b)
+
+
+def median_ns(samples: Samples, variant: str) -> float:
+    """Median of all of a variant's samples (for orientation only: absolute times vary)."""
+    return statistics.median(s for r in samples[variant] for s in r)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain text table, first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    lines = []
+    for row in [headers, ["-" * w for w in widths], *rows]:
+        cells = [
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def environment() -> str:
+    """One line naming the interpreter, OpenSSL and the number of CPUs."""
+    return (
+        f"Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, "
+        f"{os.cpu_count()} CPUs, tlstiming {tlstiming.__version__}"
+    )
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process, from /proc/self/statm (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextlib.contextmanager
+def server_thread(certs: Certs, mode: str, max_tls: str = "1.3") -> Iterator[int]:
+    """The same server as :func:`server_process`, in a daemon thread of this process.
+
+    Only for comparison: the server then shares this process's GIL with the
+    client being measured.
+    """
+    import threading
+
+    import _server
+
+    ctx = _server.server_context(certs.certchain, max_tls)
+    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+    serve = _server.serve_handshakes if mode == "handshake" else _server.serve_data
+    threading.Thread(target=serve, args=(listener, ctx), daemon=True).start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()

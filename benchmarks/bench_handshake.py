@@ -1,0 +1,185 @@
+"""Full TLS handshakes on loopback: tlstiming against plain ``ssl``, interleaved.
+
+Client: blocking ``wrap_socket`` over ``socket.create_connection``; only the
+``wrap_socket`` call is timed (connect and close are not). Server: plain
+stdlib in a separate process (``--server thread`` puts it in a thread of this
+process instead, to show what sharing the GIL does to the ratio).
+
+Variants, per TLS version:
+
+``plain``
+    ``ssl.create_default_context()``.
+``floor``
+    the same with a bare C-level message callback that appends one timestamp
+    per call: the least any message-callback instrumentation can cost.
+``tlstiming``
+    ``tlstiming.create_default_context()`` with a ``SpanRecorder`` sink.
+``tlstiming+phases``
+    the same, the sink also reading ``span.phases`` (lazy materialisation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ssl
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Final
+
+from _common import (
+    HOSTNAME,
+    Certs,
+    Samples,
+    callback_context,
+    cap_tls12,
+    certificates,
+    connect,
+    environment,
+    floor_callback,
+    interleave,
+    median_ns,
+    plain_context,
+    ratio,
+    server_process,
+    server_thread,
+    table,
+    timed_context,
+)
+
+import tlstiming
+
+BUDGET_RATIO: Final = 1.03
+BUDGET_PP: Final = 1.0
+VARIANTS: Final = ("plain", "floor", "tlstiming", "tlstiming+phases")
+
+_perf = time.perf_counter_ns
+
+
+def measure(ctx: ssl.SSLContext, port: int, counts: list[int]) -> Callable[[], int]:
+    """One handshake on a fresh connection; returns the time ``wrap_socket`` took in ns."""
+
+    def run() -> int:
+        sock = connect(port)
+        start = _perf()
+        tls = ctx.wrap_socket(sock, server_hostname=HOSTNAME)
+        elapsed = _perf() - start
+        stamps = tls.__dict__.get("_bench_stamps")
+        if stamps is not None:
+            counts.append(len(stamps))
+        tls.recv(1)  # the server's "k": it is done with this connection
+        tls.close()
+        return elapsed
+
+    return run
+
+
+def reading_phases(recorder: tlstiming.SpanRecorder) -> tlstiming.Sink:
+    """A sink that keeps the span and reads its phases (materialising it)."""
+
+    def sink(span: tlstiming.HandshakeSpan) -> None:
+        recorder(span)
+        _ = span.phases
+
+    return sink
+
+
+class Setup:
+    """The client contexts of one TLS version, built once, outside the timed region."""
+
+    def __init__(self, certs: Certs, port: int, version: str) -> None:
+        self.version = version
+        self.counts: list[int] = []
+        self.recorders = (tlstiming.SpanRecorder(1000), tlstiming.SpanRecorder(1000))
+        contexts = {
+            "plain": plain_context(certs),
+            "floor": callback_context(certs, floor_callback),
+            "tlstiming": timed_context(certs, self.recorders[0]),
+            "tlstiming+phases": timed_context(certs, reading_phases(self.recorders[1])),
+        }
+        self.measures = {
+            f"{version} {name}": measure(ctx, port, self.counts) for name, ctx in contexts.items()
+        }
+        self.check(contexts["plain"], port)
+
+    def check(self, ctx: ssl.SSLContext, port: int) -> None:
+        """Make sure the server speaks the version this setup is named after."""
+        with ctx.wrap_socket(connect(port), server_hostname=HOSTNAME) as tls:
+            if tls.version() != f"TLSv{self.version}":
+                raise RuntimeError(f"expected TLS {self.version}, got {tls.version()}")
+            tls.recv(1)
+
+    def report(self, samples: Samples) -> tuple[str, bool]:
+        """The table of this version's variants, and whether the budgets are met."""
+        base = f"{self.version} plain"
+        rows = [[VARIANTS[0], f"{median_ns(samples, base) / 1e3:.1f}", "1", ""]]
+        ratios = {}
+        for name in VARIANTS[1:]:
+            key = f"{self.version} {name}"
+            r = ratios[name] = ratio(samples, key, base)
+            rows.append([name, f"{median_ns(samples, key) / 1e3:.1f}", r.cell(), f"{r.pooled:.3f}"])
+        ok = all(s.outcome == "ok" for rec in self.recorders for s in rec.spans)
+        ok = ok and all(len(rec) for rec in self.recorders)
+        c, b, d = ratios["tlstiming"], ratios["floor"], ratios["tlstiming+phases"]
+        pp = (c.median - b.median) * 100
+        met_ratio, met_pp = c.median <= BUDGET_RATIO, pp <= BUDGET_PP
+        lines = [
+            f"TLS {self.version}: median of per-round ratios to plain [interquartile range]",
+            table(["variant", "median us", "ratio [IQR]", "pooled"], rows),
+            f"  c/a = {c.median:.3f}  (budget <= {BUDGET_RATIO}: {verdict(met_ratio)})",
+            f"  c/a - b/a = {pp:+.2f} pp  (budget <= {BUDGET_PP:g} pp: {verdict(met_pp)})",
+            f"  d/a - c/a = {(d.median - c.median) * 100:+.2f} pp  (reading span.phases)",
+            f"  message callbacks per handshake: {statistics.median(self.counts):g}",
+            f"  spans recorded ok: {ok}",
+        ]
+        return "\n".join(lines), met_ratio and met_pp and ok
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT MET"
+
+
+@contextlib.contextmanager
+def servers(certs: Certs, where: str, versions: list[str]) -> Iterator[dict[str, int]]:
+    """One handshake server per TLS version; yields version -> port."""
+    start = server_process if where == "process" else server_thread
+    with contextlib.ExitStack() as stack:
+        yield {v: stack.enter_context(start(certs, "handshake", v)) for v in versions}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=300, help="interleaved rounds")
+    parser.add_argument("--batch", type=int, default=10, help="handshakes per variant per round")
+    parser.add_argument("--quick", action="store_true", help="a few seconds: smoke test only")
+    parser.add_argument("--server", choices=["process", "thread"], default="process")
+    parser.add_argument("--no-tls12", action="store_true", help="TLS 1.3 only")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.batch = 10, 3
+    versions = ["1.3"] if args.no_tls12 else ["1.3", "1.2"]
+    print(f"bench_handshake: {environment()}")
+    print(f"  {args.rounds} rounds x {args.batch} handshakes per variant, server in a {args.server}")
+    with certificates() as certs, servers(certs, args.server, versions) as ports:
+        setups = [Setup(certs, ports[v], v) for v in versions]
+        measures = {k: fn for s in setups for k, fn in s.measures.items()}
+        interleave(measures, rounds=max(1, args.rounds // 20), batch=2, seed=args.seed + 1)
+        for s in setups:
+            s.counts.clear()
+        t0 = time.monotonic()
+        samples = interleave(measures, rounds=args.rounds, batch=args.batch, seed=args.seed)
+        elapsed = time.monotonic() - t0
+    all_met = True
+    for s in setups:
+        text, met = s.report(samples)
+        print(text)
+        all_met = all_met and met
+    print(f"  ({elapsed:.0f} s; budgets {'all met' if all_met else 'NOT all met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Fixtures for the adapter tests: one trustme PKI, loopback servers, client contexts."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from servers import OPENSSL, PKI, LoopbackServer, OpenSSLServer, make_pki
+
+import tlstiming
+
+ServeFactory = Callable[..., LoopbackServer]
+OpenSSLFactory = Callable[..., OpenSSLServer]
+
+
+@pytest.fixture(scope="session")
+def pki() -> PKI:
+    """Every certificate the tests use, issued once per session."""
+    return make_pki()
+
+
+@pytest.fixture
+def recorder() -> tlstiming.SpanRecorder:
+    """A fresh sink."""
+    return tlstiming.SpanRecorder(maxlen=10_000)
+
+
+@pytest.fixture
+def client_ctx(pki: PKI, recorder: tlstiming.SpanRecorder) -> tlstiming.TimedSSLContext:
+    """A default client context that trusts the test CA, delivering to ``recorder``."""
+    context = tlstiming.create_default_context(cadata=pki.ca_pem)
+    context.add_sink(recorder)
+    return context
+
+
+@pytest.fixture
+def plain_ctx(pki: PKI) -> ssl.SSLContext:
+    """The same client context, built by plain ``ssl``."""
+    return ssl.create_default_context(cadata=pki.ca_pem)
+
+
+@pytest.fixture
+def serve() -> Iterator[ServeFactory]:
+    """Start :class:`LoopbackServer` s (same arguments); all closed at teardown."""
+    with contextlib.ExitStack() as stack:
+
+        def start(*args: Any, **kwargs: Any) -> LoopbackServer:
+            return stack.enter_context(LoopbackServer(*args, **kwargs))
+
+        yield start
+
+
+@pytest.fixture
+def openssl_serve(tmp_path: Path) -> Iterator[OpenSSLFactory]:
+    """Start ``openssl s_server`` processes; all killed at teardown."""
+    if OPENSSL is None:
+        pytest.skip("the openssl command-line tool is not installed (CI installs it)")
+    with contextlib.ExitStack() as stack:
+        count = 0
+
+        def start(*args: Any, **kwargs: Any) -> OpenSSLServer:
+            nonlocal count
+            count += 1
+            server = OpenSSLServer(tmp_path / f"s_server{count}", *args, **kwargs)
+            return stack.enter_context(server)
+
+        yield start

@@ -1,0 +1,7 @@
+"""``python -m tlstiming``."""
+
+import sys
+
+from tlstiming.cli import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""Human-readable renderings of spans (CLI, log messages, assertion failures)."""
+
+from __future__ import annotations
+
+from tlstiming.spans import HandshakeSpan
+
+__all__ = ["one_line", "waterfall"]
+
+_BAR_WIDTH = 32
+
+
+def _ms(ns: int | None) -> str:
+    return "-" if ns is None else f"{ns / 1e6:.3f}"
+
+
+def one_line(span: HandshakeSpan) -> str:
+    """``TLS 1.3 localhost:443 1.234 ms [client_hello 0.1, server_hello 0.5, ...] alpn=h2``."""
+    facts = span.facts
+    version = f"TLS {facts.protocol_version}" if facts.protocol_version else "TLS ?"
+    host = span.server_hostname or facts.sni or (span.peer[0] if span.peer else "?")
+    port = f":{span.peer[1]}" if span.peer else ""
+    phases = ", ".join(f"{p.name} {p.duration_ns / 1e6:.1f}" for p in span.phases)
+    parts = [f"{version} {host}{port} {span.duration_ns / 1e6:.1f} ms [{phases}]"]
+    if facts.alpn_offered:
+        offered = ",".join(facts.alpn_offered)
+        parts.append(f"alpn={facts.alpn_selected or 'none'} (offered {offered})")
+    if facts.resumed:
+        parts.append("resumed")
+    if facts.hello_retry:
+        parts.append("hrr")
+    if span.error is not None:
+        parts.append(f"error={span.error.type} phase={span.error.phase}")
+        if span.error.alert:
+            parts.append(f"alert={span.error.alert}")
+    return " ".join(parts)
+
+
+def waterfall(span: HandshakeSpan) -> str:
+    """A multi-line view: one row per phase with wall time, CPU time and a bar."""
+    total = max(span.duration_ns, 1)
+    lines = [one_line(span)]
+    facts = span.facts
+    lines.append(
+        f"  cipher={facts.cipher or '-'} group={facts.group or '-'} "
+        f"round_trips={span.round_trips} certificates={facts.certificate_count} "
+        f"({facts.certificate_bytes} bytes)"
+    )
+    lines.append(f"  {'phase':<26}{'wall ms':>9}{'cpu ms':>9}")
+    for phase in span.phases:
+        offset = (phase.start_ns - span.start_ns) * _BAR_WIDTH // total
+        width = max(1, phase.duration_ns * _BAR_WIDTH // total)
+        bar = " " * offset + "#" * width
+        times = f"{_ms(phase.duration_ns):>9}{_ms(phase.cpu_ns):>9}"
+        lines.append(f"  {phase.name:<26}{times}  |{bar:<{_BAR_WIDTH}}|")
+    if span.error is not None:
+        lines.append(f"  error: {span.error.type}: {span.error.message}")
+    return "\n".join(lines)
