@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import random
 import ssl
 import time
@@ -14,13 +16,30 @@ from tlstiming.spans import HandshakeError, HandshakeSpan
 __all__ = ["build_span", "handshake_error"]
 
 _ALERT = 21
-_bits = random.getrandbits
+
+# Span ids: a random 32-bit prefix per process (new after fork) and a counter.
+_ids = itertools.count()
+_prefix = random.getrandbits(32) << 32
+
+
+def _new_prefix() -> None:
+    global _prefix
+    _prefix = random.getrandbits(32) << 32
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_prefix)
+
+
+def next_span_id() -> int:
+    """A 64-bit id, unique in this process and, by its random prefix, across processes."""
+    return _prefix | (next(_ids) & 0xFFFFFFFF)
 
 
 def build_span(
     events: Sequence[RawEvent],
     *,
-    side: Side,
+    server_side: bool,
     end_ns: int,
     server_hostname: str | None,
     peer: tuple[str, int] | None,
@@ -28,23 +47,17 @@ def build_span(
     post_handshake_exc: BaseException | None = None,
 ) -> HandshakeSpan:
     """Build the span of one handshake from its raw events (the first one marks its start)."""
-    start = events[0][0]
-    start_unix = time.time_ns() - (time.perf_counter_ns() - start)
+    side: Side = "server" if server_side else "client"
     error = None
     if exc is not None:
-        error = handshake_error(exc, events, side, start, end_ns, phase=None)
+        error = handshake_error(exc, events, side, events[0][0], end_ns, phase=None)
     elif post_handshake_exc is not None:
-        error = handshake_error(post_handshake_exc, events, side, start, end_ns, "post_handshake")
+        error = handshake_error(
+            post_handshake_exc, events, side, events[0][0], end_ns, "post_handshake"
+        )
+    unix_end = time.time_ns() - (time.perf_counter_ns() - end_ns)
     return HandshakeSpan(
-        span_id=f"{_bits(64):016x}",
-        side=side,
-        server_hostname=server_hostname,
-        peer=peer,
-        start_ns=start,
-        end_ns=end_ns,
-        start_unix_ns=start_unix,
-        error=error,
-        events=events,
+        next_span_id(), server_side, server_hostname, peer, events, end_ns, unix_end, error
     )
 
 

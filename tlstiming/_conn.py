@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from tlstiming import _delivery
-from tlstiming._build import build_span
+from tlstiming._build import build_span, next_span_id
 from tlstiming._timeline import ENTER, EXIT, SNI_END, SNI_START, RawEvent
+from tlstiming.spans import HandshakeSpan
 
 __all__ = [
     "TimedSSLObject",
@@ -33,18 +34,19 @@ _log = logging.getLogger("tlstiming")
 
 _perf = time.perf_counter_ns
 _cpu = time.thread_time_ns
+_unix_ns = time.time_ns
 
 EVENTS: Final = "_tlstiming_events"  # list while recording, None once done
 CONTEXT: Final = "_tlstiming_context"  # the TimedSSLContext the handshake began on
 SPAN: Final = "_tlstiming_span"
 PENDING: Final = "_tlstiming_pending"  # handshake end index while awaiting a TLS 1.3 verdict
+CERTIFICATE_REQUEST: Final = "_tlstiming_certificate_request"  # set when one was seen
 DETACHED: Final = "_tlstiming_detached"
 
 _WANT: Final = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _SOCKET_CONTEXT: Any = ssl.SSLSocket.context
 _SOCKET_SESSION: Any = ssl.SSLSocket.session
 _OBJECT_SESSION: Any = ssl.SSLObject.session
-_CERTIFICATE_REQUEST: Final = 13
 
 
 def on_message(
@@ -59,6 +61,8 @@ def on_message(
         return
     if content_type == 22 or content_type == 21:  # noqa: PLR1714 (two int compares: fastest)
         events.append((_perf(), _cpu(), direction, content_type, msg_type, data))
+        if msg_type == 13 and content_type == 22:
+            conn._tlstiming_certificate_request = True
     else:
         events.append((_perf(), -1, direction, content_type, msg_type, data))
 
@@ -121,16 +125,29 @@ def _leave(conn: Any, events: list[RawEvent], exc: BaseException | None) -> None
     d = conn.__dict__
     d[EVENTS] = None
     try:
-        if exc is None and not conn.server_side and _awaits_verdict(events):
+        if exc is not None:
+            _publish(conn, _span(conn, events, end, exc))
+        elif CERTIFICATE_REQUEST in d and _awaits_verdict(conn, events):
             # TLS 1.3 client auth: the server's verdict arrives with the first read.
             d[EVENTS] = events
             d[PENDING] = len(events)
             d[SPAN] = _span(conn, events, end, None)
             conn.read = _settling_read(conn)
-            return
-        _publish(conn, _span(conn, events, end, exc))
-        if exc is None:
-            _detach(conn)
+        else:
+            # The common case, kept to the fewest steps: it runs on every handshake.
+            server_side = conn.server_side
+            span = HandshakeSpan(
+                next_span_id(),
+                server_side,
+                conn.server_hostname,
+                _peer(conn),
+                events,
+                end,
+                _unix_ns(),
+                None,
+            )
+            _publish(conn, span)
+            _detach(conn, server_side)
     except Exception:
         _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
 
@@ -141,10 +158,10 @@ def _span(
     end: int,
     exc: BaseException | None,
     after: BaseException | None = None,
-) -> Any:
+) -> HandshakeSpan:
     return build_span(
         events,
-        side="server" if conn.server_side else "client",
+        server_side=conn.server_side,
         end_ns=end,
         server_hostname=conn.server_hostname,
         peer=_peer(conn),
@@ -169,14 +186,12 @@ def _peer(conn: Any) -> tuple[str, int] | None:
     return (str(address[0]), int(address[1])) if isinstance(address, tuple) else None
 
 
-def _awaits_verdict(events: list[RawEvent]) -> bool:
-    """A TLS 1.3 client sent its last flight after a CertificateRequest."""
+def _awaits_verdict(conn: Any, events: list[RawEvent]) -> bool:
+    """A client was asked for a certificate and spoke last: TLS 1.3, verdict pending."""
+    if conn.server_side:
+        return False
     last = next((e for e in reversed(events) if e[3] == 22), None)
-    return (
-        last is not None
-        and last[2] == "write"
-        and any(e[3] == 22 and e[4] == _CERTIFICATE_REQUEST and e[2] == "read" for e in events)
-    )
+    return last is not None and last[2] == "write"
 
 
 def _settling_read(conn: Any) -> Callable[..., Any]:
@@ -210,7 +225,7 @@ def _settle(conn: Any, exc: BaseException | None) -> None:
     try:
         _publish(conn, _span(conn, events, events[n - 1][0], None, after=exc))
         if exc is None:
-            _detach(conn)
+            _detach(conn, conn.server_side)
     except Exception:
         _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
 
@@ -228,7 +243,7 @@ def _twin(server_side: bool) -> ssl.SSLContext:
     return twin
 
 
-def _detach(conn: Any) -> None:
+def _detach(conn: Any, server_side: bool) -> None:
     """Move an established connection to a context with no message callback.
 
     CPython then clears OpenSSL's per-connection callback, so records after
@@ -241,13 +256,13 @@ def _detach(conn: Any) -> None:
     context = sslobj.context
     if getattr(context, "_tlstiming_user_msg_callback", True) is not None:
         return
-    if not conn.server_side:
+    if not server_side:
         if sslobj.version() == "TLSv1.3":
             if context.post_handshake_auth:
                 return
         elif not context.options & ssl.OP_NO_RENEGOTIATION:
             return
-    sslobj.context = _twin(conn.server_side)
+    sslobj.context = _twin(server_side)
     conn.__dict__[DETACHED] = context
 
 

@@ -114,36 +114,26 @@ class HandshakeSpan:
     """The timing and facts of one TLS handshake. Immutable.
 
     Construct through :class:`~tlstiming.TimedSSLContext`; read with
-    :func:`~tlstiming.span_of` or a sink.
+    :func:`~tlstiming.span_of` or a sink. Every attribute is read-only.
     """
 
     __slots__ = (
+        "_end",
+        "_error",
         "_events",
         "_facts",
+        "_hostname",
+        "_id",
         "_messages",
+        "_peer",
+        "_side",
+        "_start",
         "_tiling",
-        "end_ns",
-        "error",
-        "outcome",
-        "peer",
-        "server_hostname",
-        "side",
-        "span_id",
-        "start_ns",
-        "start_unix_ns",
+        "_unix",
     )
 
     kind: Final = "tls.handshake"
 
-    span_id: str
-    side: _timeline.Side
-    server_hostname: str | None
-    peer: tuple[str, int] | None
-    start_ns: int
-    end_ns: int
-    start_unix_ns: int
-    outcome: Outcome
-    error: HandshakeError | None
     _events: Sequence[_timeline.RawEvent]
     _tiling: _timeline.Tiling | None
     _messages: tuple[Message, ...] | None
@@ -151,47 +141,83 @@ class HandshakeSpan:
 
     def __init__(
         self,
-        *,
-        span_id: str,
-        side: _timeline.Side,
+        span_id: int,
+        server_side: bool,
         server_hostname: str | None,
         peer: tuple[str, int] | None,
-        start_ns: int,
-        end_ns: int,
-        start_unix_ns: int,
-        error: HandshakeError | None,
         events: Sequence[_timeline.RawEvent],
+        end_ns: int,
+        end_unix_ns: int,
+        error: HandshakeError | None,
     ) -> None:
-        init = object.__setattr__
-        init(self, "span_id", span_id)
-        init(self, "side", side)
-        init(self, "server_hostname", server_hostname)
-        init(self, "peer", peer)
-        init(self, "start_ns", start_ns)
-        init(self, "end_ns", end_ns)
-        init(self, "start_unix_ns", start_unix_ns)
-        init(self, "outcome", "ok" if error is None else "error")
-        init(self, "error", error)
-        init(self, "_events", events)
-        init(self, "_tiling", None)
-        init(self, "_messages", None)
-        init(self, "_facts", None)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
+        # Runs at the end of every handshake: plain slot stores, nothing else.
+        self._id = span_id
+        self._side: _timeline.Side = "server" if server_side else "client"
+        self._hostname = server_hostname
+        self._peer = peer
+        self._start = events[0][0]
+        self._end = end_ns
+        self._unix = end_unix_ns
+        self._error = error
+        self._events = events
+        self._tiling = None
+        self._messages = None
+        self._facts = None
 
     def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
     def __repr__(self) -> str:
-        host = self.server_hostname or (self.peer[0] if self.peer else "?")
+        host = self._hostname or (self._peer[0] if self._peer else "?")
         return (
-            f"<HandshakeSpan {self.side} {host} {self.outcome} "
+            f"<HandshakeSpan {self._side} {host} {self.outcome} "
             f"{self.duration_ns / 1e6:.3f} ms id={self.span_id}>"
         )
+
+    @property
+    def span_id(self) -> str:
+        """16 hex digits, unique per span (request spans link to it)."""
+        return f"{self._id:016x}"
+
+    @property
+    def side(self) -> _timeline.Side:
+        """``"client"`` or ``"server"``: the end that recorded the span."""
+        return self._side
+
+    @property
+    def server_hostname(self) -> str | None:
+        """The ``server_hostname`` the client asked for (``None`` on the server side)."""
+        return self._hostname
+
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        """The peer's (address, port) for socket connections, else ``None``."""
+        return self._peer
+
+    @property
+    def start_ns(self) -> int:
+        """When the first ``do_handshake()`` call began (``time.perf_counter_ns()`` clock)."""
+        return self._start
+
+    @property
+    def end_ns(self) -> int:
+        """When the handshake completed or failed (same clock)."""
+        return self._end
+
+    @property
+    def start_unix_ns(self) -> int:
+        """The start on the wall clock (Unix epoch, ns), for exporters."""
+        return self._unix - (self._end - self._start)
+
+    @property
+    def outcome(self) -> Outcome:
+        """``"ok"`` or ``"error"``."""
+        return "ok" if self._error is None else "error"
+
+    @property
+    def error(self) -> HandshakeError | None:
+        """Why the handshake failed, or ``None``."""
+        return self._error
 
     # -- cheap, always available ------------------------------------------------
 
@@ -259,16 +285,15 @@ class HandshakeSpan:
         from tlstiming._facts import build_facts  # noqa: PLC0415
 
         events = self._events
-        init = object.__setattr__
-        init(self, "_tiling", _timeline.tile(events, self.side, self.start_ns, self.end_ns))
-        init(self, "_messages", tuple(_messages(events, self.side)))
+        self._tiling = _timeline.tile(events, self._side, self._start, self._end)
+        self._messages = tuple(_messages(events))
         records = [(e[2], e[3], e[4], e[5]) for e in events if e[3] >= 0]
-        init(self, "_facts", build_facts(records, side=self.side))
+        self._facts = build_facts(records, side=self._side)
         # The raw bytes can hold session tickets (a resuming ClientHello): drop them.
-        init(self, "_events", ())
+        self._events = ()
 
 
-def _messages(events: Sequence[_timeline.RawEvent], side: str) -> list[Message]:
+def _messages(events: Sequence[_timeline.RawEvent]) -> list[Message]:
     out = []
     for t_ns, _cpu, direction, content_type, msg_type, data in events:
         kind = _CONTENT_TYPES.get(content_type)
