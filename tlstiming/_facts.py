@@ -66,6 +66,8 @@ class HandshakeFacts:
     - ``signature_scheme``: the server's, from CertificateVerify (TLS 1.3) or
       ServerKeyExchange (TLS 1.2).
     - ``session_tickets``: NewSessionTicket messages the server sent.
+
+    The DER and OCSP bytes are left out of ``repr()``.
     """
 
     protocol_version: str | None = None
@@ -83,13 +85,13 @@ class HandshakeFacts:
     versions_offered: tuple[str, ...] = ()
     ocsp_requested: bool = False
     ocsp_stapled: bool = False
-    ocsp_response: bytes | None = None
+    ocsp_response: bytes | None = field(default=None, repr=False)
     client_certificate_requested: bool = False
     client_certificate_sent: bool = False
     certificate_count: int = 0
     certificate_bytes: int = 0
-    certificates_der: tuple[bytes, ...] = ()
-    client_certificates_der: tuple[bytes, ...] = ()
+    certificates_der: tuple[bytes, ...] = field(default=(), repr=False)
+    client_certificates_der: tuple[bytes, ...] = field(default=(), repr=False)
     signature_scheme: str | None = None
     session_tickets: int = 0
     alerts: tuple[AlertFact, ...] = ()
@@ -118,7 +120,7 @@ class _Seen:
     certificate_bytes: int = 0
     client_certificate: _wire.Certificate | None = None
     key_exchange: _wire.ServerKeyExchange | None = None
-    ocsp_response: bytes | None = None
+    ocsp_response: bytes | None = field(default=None, repr=False)
     certificate_requested: bool = False
     signature_scheme: int | None = None
     session_tickets: int = 0
@@ -165,10 +167,14 @@ def _feed(seen: _Seen, message: tuple[str, int, int, bytes], side: str) -> None:
         seen.alerts.append(AlertFact(sender=sender, level=level, description=description))
         return
     msg_type, body = _wire.split_handshake(bytes(data))
+    if _SENT_BY.get(msg_type, sender) != sender:
+        raise ParseError(f"{handshake_type_name(msg_type)}: sent by the {sender}")
     try:
         _HANDLERS.get(msg_type, _ignore)(seen, sender, body)
     except ParseError as exc:
-        raise ParseError(f"{handshake_type_name(msg_type)}: {exc}") from None
+        name, text = handshake_type_name(msg_type), str(exc)
+        named = text.startswith((f"{name}:", f"{name} "))
+        raise ParseError(text if named else f"{name}: {text}") from None
 
 
 def _ignore(seen: _Seen, sender: Sender, body: bytes) -> None:
@@ -240,6 +246,19 @@ def _on_finished(seen: _Seen, sender: Sender, body: bytes) -> None:
 def _on_new_session_ticket(seen: _Seen, sender: Sender, body: bytes) -> None:
     seen.session_tickets += 1
 
+
+# Messages only one end may send; the other end's copy means a mislabelled side.
+_SENT_BY: Final[dict[int, Sender]] = {
+    1: "client",
+    2: "server",
+    4: "server",
+    8: "server",
+    12: "server",
+    13: "server",
+    14: "server",
+    16: "client",
+    22: "server",
+}
 
 _HANDLERS: Final = {
     1: _on_client_hello,
