@@ -227,6 +227,7 @@ class LoopbackServer:
             return
         raw.setblocking(True)
         raw.settimeout(GUARD)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no delayed-ACK stalls
         thread = threading.Thread(target=self._serve, args=(raw,), name="loopback-conn")
         with self._lock:
             if self._stop.is_set():
@@ -428,6 +429,7 @@ def connect(
     """Open a TCP connection to ``address`` and handshake; closes the socket on failure."""
     raw = socket.create_connection(address, timeout=timeout)
     try:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return context.wrap_socket(raw, server_hostname=server_hostname, session=session)
     except BaseException:
         raw.close()
@@ -489,6 +491,7 @@ class PKI:
         chained: ``localhost`` issued by an intermediate of ``ca``.
         expired: ``localhost``, expired yesterday.
         wildcard: ``*.example.test`` (any SNI name under it verifies).
+        wildcard_chained: ``*.example.test`` issued by an intermediate of ``ca``.
         untrusted: ``localhost`` issued by ``other_ca``.
         client: a client certificate issued by ``ca``.
     """
@@ -499,6 +502,7 @@ class PKI:
     chained: trustme.LeafCert
     expired: trustme.LeafCert
     wildcard: trustme.LeafCert
+    wildcard_chained: trustme.LeafCert
     untrusted: trustme.LeafCert
     client: trustme.LeafCert
 
@@ -522,6 +526,7 @@ def make_pki() -> PKI:
             not_after=now - datetime.timedelta(days=1),
         ),
         wildcard=ca.issue_cert("*.example.test"),
+        wildcard_chained=ca.create_child_ca().issue_cert("*.example.test"),
         untrusted=other.issue_cert("localhost"),
         client=ca.issue_cert("client.example.test"),
     )
