@@ -63,11 +63,15 @@ def certificates() -> Iterator[Certs]:
 
 
 @contextlib.contextmanager
-def server_process(certs: Certs, mode: str, max_tls: str = "1.3") -> Iterator[int]:
-    """Run ``_server.py`` in its own process on 127.0.0.1; yield its port."""
+def server_process(
+    certs: Certs, mode: str, max_tls: str = "1.3", cpu: int | None = None
+) -> Iterator[int]:
+    """Run ``_server.py`` in its own process on 127.0.0.1 (pinned to ``cpu``); yield its port."""
     command = [sys.executable, str(SERVER_SCRIPT), "--mode", mode]
     command += ["--certchain", certs.certchain, "--max-tls", max_tls]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    if cpu is not None:
+        os.sched_setaffinity(proc.pid, {cpu})
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -132,19 +136,17 @@ def timed_context(certs: Certs, sink: tlstiming.Sink | None = None) -> tlstiming
     return ctx
 
 
-def cap_tls12(ctx: ssl.SSLContext) -> ssl.SSLContext:
-    """Limit ``ctx`` to TLS 1.2 and return it."""
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
-
-
 # -- interleaving and statistics -------------------------------------------------
 
-Samples = dict[str, list[list[int]]]
+Sample = tuple[int, int]
+"""One measurement: (wall ns from ``perf_counter_ns``, this thread's CPU ns)."""
+Samples = dict[str, list[list[Sample]]]
+WALL: Final = 0
+CPU: Final = 1
 
 
 def interleave(
-    measures: Mapping[str, Callable[[], int]],
+    measures: Mapping[str, Callable[[], Sample]],
     rounds: int,
     batch: int = 1,
     seed: int = 0,
@@ -152,13 +154,13 @@ def interleave(
     """Run every measure ``batch`` times per round, variants in random order each time.
 
     Args:
-        measures: name -> a function that runs one sample and returns its time in ns.
+        measures: name -> a function that takes one sample.
         rounds: how many rounds.
         batch: samples per variant per round (the order is reshuffled for each).
         seed: seed of the shuffling.
 
     Returns:
-        name -> one list of samples (ns) per round.
+        name -> one list of samples per round.
     """
     rng = random.Random(seed)
     names = list(measures)
@@ -202,21 +204,25 @@ def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
-def ratio(samples: Samples, variant: str, baseline: str) -> Ratio:
-    """Compare ``variant`` with ``baseline`` round by round (round medians)."""
+def _median(samples: list[Sample], metric: int) -> float:
+    return statistics.median(s[metric] for s in samples)
+
+
+def ratio(samples: Samples, variant: str, baseline: str, metric: int = WALL) -> Ratio:
+    """Compare ``variant`` with ``baseline`` round by round (ratio of round medians)."""
     per_round = [
-        statistics.median(v) / statistics.median(b)
+        _median(v, metric) / _median(b, metric)
         for v, b in zip(samples[variant], samples[baseline], strict=True)
     ]
     q1, q2, q3 = quartiles(per_round)
-    pooled_v = statistics.median(s for r in samples[variant] for s in r)
-    pooled_b = statistics.median(s for r in samples[baseline] for s in r)
+    pooled_v = median_ns(samples, variant, metric)
+    pooled_b = median_ns(samples, baseline, metric)
     return Ratio(median=q2, q1=q1, q3=q3, pooled=pooled_v / pooled_b)
 
 
-def median_ns(samples: Samples, variant: str) -> float:
+def median_ns(samples: Samples, variant: str, metric: int = WALL) -> float:
     """Median of all of a variant's samples (for orientation only: absolute times vary)."""
-    return statistics.median(s for r in samples[variant] for s in r)
+    return statistics.median(s[metric] for r in samples[variant] for s in r)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -266,3 +272,42 @@ def server_thread(certs: Certs, mode: str, max_tls: str = "1.3") -> Iterator[int
     finally:
         listener.shutdown(socket.SHUT_RDWR)
         listener.close()
+
+
+# -- CPU placement ----------------------------------------------------------------
+
+PLACEMENTS: Final = ("split", "shared", "free")
+"""split: client and server on two CPUs; shared: both on one; free: the scheduler's choice."""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Which CPU the client (this process) and the server process run on (``None``: any)."""
+
+    name: str
+    client: int | None
+    server: int | None
+
+
+def placement(name: str) -> Placement:
+    """Resolve a placement name against the CPUs this process may use."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if name == "free" or (len(allowed) < 2 and name == "split"):
+        return Placement("free", None, None)
+    if name == "shared":
+        return Placement(name, allowed[0], allowed[0])
+    return Placement(name, allowed[0], allowed[1])
+
+
+@contextlib.contextmanager
+def pinned(cpu: int | None) -> Iterator[None]:
+    """Run this process on ``cpu`` only, restoring its affinity afterwards."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)

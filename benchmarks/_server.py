@@ -17,6 +17,7 @@ until killed. Two modes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import ssl
 import sys
@@ -105,10 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     listener = socket.create_server(("127.0.0.1", 0), backlog=128)
     print(listener.getsockname()[1], flush=True)
     serve = serve_handshakes if args.mode == "handshake" else serve_data
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         serve(listener, ctx)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -30,17 +30,22 @@ from collections.abc import Callable, Iterator
 from typing import Final
 
 from _common import (
+    CPU,
     HOSTNAME,
+    PLACEMENTS,
     Certs,
+    Placement,
+    Sample,
     Samples,
     callback_context,
-    cap_tls12,
     certificates,
     connect,
     environment,
     floor_callback,
     interleave,
     median_ns,
+    pinned,
+    placement,
     plain_context,
     ratio,
     server_process,
@@ -56,22 +61,25 @@ BUDGET_PP: Final = 1.0
 VARIANTS: Final = ("plain", "floor", "tlstiming", "tlstiming+phases")
 
 _perf = time.perf_counter_ns
+_cpu = time.thread_time_ns
 
 
-def measure(ctx: ssl.SSLContext, port: int, counts: list[int]) -> Callable[[], int]:
-    """One handshake on a fresh connection; returns the time ``wrap_socket`` took in ns."""
+def measure(ctx: ssl.SSLContext, port: int, counts: list[int]) -> Callable[[], Sample]:
+    """One handshake on a fresh connection: how long ``wrap_socket`` took (wall, CPU)."""
 
-    def run() -> int:
+    def run() -> Sample:
         sock = connect(port)
+        cpu = _cpu()
         start = _perf()
         tls = ctx.wrap_socket(sock, server_hostname=HOSTNAME)
-        elapsed = _perf() - start
+        wall = _perf() - start
+        cpu = _cpu() - cpu
         stamps = tls.__dict__.get("_bench_stamps")
         if stamps is not None:
             counts.append(len(stamps))
         tls.recv(1)  # the server's "k": it is done with this connection
         tls.close()
-        return elapsed
+        return wall, cpu
 
     return run
 
@@ -114,39 +122,52 @@ class Setup:
     def report(self, samples: Samples) -> tuple[str, bool]:
         """The table of this version's variants, and whether the budgets are met."""
         base = f"{self.version} plain"
-        rows = [[VARIANTS[0], f"{median_ns(samples, base) / 1e3:.1f}", "1", ""]]
+        us = median_ns(samples, base) / 1e3
+        rows = [[VARIANTS[0], f"{us:.1f}", "1", "", "1"]]
         ratios = {}
         for name in VARIANTS[1:]:
             key = f"{self.version} {name}"
             r = ratios[name] = ratio(samples, key, base)
-            rows.append([name, f"{median_ns(samples, key) / 1e3:.1f}", r.cell(), f"{r.pooled:.3f}"])
-        ok = all(s.outcome == "ok" for rec in self.recorders for s in rec.spans)
-        ok = ok and all(len(rec) for rec in self.recorders)
+            cpu = ratio(samples, key, base, CPU)
+            us = median_ns(samples, key) / 1e3
+            rows.append([name, f"{us:.1f}", r.cell(), f"{r.pooled:.3f}", f"{cpu.median:.3f}"])
+        ok = all(len(rec) and all(s.outcome == "ok" for s in rec.spans) for rec in self.recorders)
         c, b, d = ratios["tlstiming"], ratios["floor"], ratios["tlstiming+phases"]
         pp = (c.median - b.median) * 100
         met_ratio, met_pp = c.median <= BUDGET_RATIO, pp <= BUDGET_PP
+        headers = ["variant", "median us", "wall ratio [IQR]", "pooled", "cpu ratio"]
         lines = [
             f"TLS {self.version}: median of per-round ratios to plain [interquartile range]",
-            table(["variant", "median us", "ratio [IQR]", "pooled"], rows),
+            table(headers, rows),
             f"  c/a = {c.median:.3f}  (budget <= {BUDGET_RATIO}: {verdict(met_ratio)})",
+            f"  b/a = {b.median:.3f}  (the floor)",
             f"  c/a - b/a = {pp:+.2f} pp  (budget <= {BUDGET_PP:g} pp: {verdict(met_pp)})",
-            f"  d/a - c/a = {(d.median - c.median) * 100:+.2f} pp  (reading span.phases)",
-            f"  message callbacks per handshake: {statistics.median(self.counts):g}",
-            f"  spans recorded ok: {ok}",
+            f"  d/a = {d.median:.3f}, d/a - c/a = {(d.median - c.median) * 100:+.2f} pp"
+            "  (reading span.phases in the sink)",
+            f"  message callbacks per handshake: {statistics.median(self.counts):g};"
+            f" spans recorded, all ok: {ok}",
         ]
         return "\n".join(lines), met_ratio and met_pp and ok
 
 
 def verdict(met: bool) -> str:
+    """``met`` or ``NOT MET``."""
     return "met" if met else "NOT MET"
 
 
 @contextlib.contextmanager
-def servers(certs: Certs, where: str, versions: list[str]) -> Iterator[dict[str, int]]:
+def servers(
+    certs: Certs, where: str, place: Placement, versions: list[str]
+) -> Iterator[dict[str, int]]:
     """One handshake server per TLS version; yields version -> port."""
-    start = server_process if where == "process" else server_thread
     with contextlib.ExitStack() as stack:
-        yield {v: stack.enter_context(start(certs, "handshake", v)) for v in versions}
+        ports = {}
+        for v in versions:
+            if where == "thread":
+                ports[v] = stack.enter_context(server_thread(certs, "handshake", v))
+            else:
+                ports[v] = stack.enter_context(server_process(certs, "handshake", v, place.server))
+        yield ports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,15 +176,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=10, help="handshakes per variant per round")
     parser.add_argument("--quick", action="store_true", help="a few seconds: smoke test only")
     parser.add_argument("--server", choices=["process", "thread"], default="process")
+    parser.add_argument("--placement", choices=PLACEMENTS, default="split", help="CPU pinning")
     parser.add_argument("--no-tls12", action="store_true", help="TLS 1.3 only")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.batch = 10, 3
     versions = ["1.3"] if args.no_tls12 else ["1.3", "1.2"]
+    place = placement(args.placement)
     print(f"bench_handshake: {environment()}")
-    print(f"  {args.rounds} rounds x {args.batch} handshakes per variant, server in a {args.server}")
-    with certificates() as certs, servers(certs, args.server, versions) as ports:
+    print(
+        f"  {args.rounds} rounds x {args.batch} handshakes per variant; "
+        f"server in a {args.server}; placement {place.name}"
+    )
+    with (
+        pinned(place.client),
+        certificates() as certs,
+        servers(certs, args.server, place, versions) as ports,
+    ):
         setups = [Setup(certs, ports[v], v) for v in versions]
         measures = {k: fn for s in setups for k, fn in s.measures.items()}
         interleave(measures, rounds=max(1, args.rounds // 20), batch=2, seed=args.seed + 1)

@@ -1,0 +1,194 @@
+"""Where a TimedSSLContext's handshake overhead goes: interleaved ablations.
+
+An analysis tool, not a benchmark with a budget: it switches off one piece
+of ``tlstiming._conn`` at a time (by replacing a private module attribute
+around each timed handshake, in this process only) and reports how many
+percentage points of the handshake each piece costs. It depends on private
+names of the current implementation; if they change it says so and exits.
+
+A second part shows why small pieces of Python cost more than a
+micro-benchmark suggests right after a handshake: OpenSSL's work evicts the
+interpreter's code and data from the CPU caches, so each distinct function
+run afterwards pays cache misses. It times the same functions warm and
+after touching 16 MiB of memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ssl
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+from _common import (
+    CPU,
+    HOSTNAME,
+    PLACEMENTS,
+    Certs,
+    Sample,
+    callback_context,
+    certificates,
+    connect,
+    environment,
+    floor_callback,
+    interleave,
+    pinned,
+    placement,
+    plain_context,
+    ratio,
+    server_process,
+    table,
+    timed_context,
+)
+
+import tlstiming
+
+_perf = time.perf_counter_ns
+_cpu = time.thread_time_ns
+PATCHED: Final = ("_cpu", "_peer", "_publish", "_detach", "_leave")
+
+
+def _nothing(*args: Any) -> None:
+    return None
+
+
+def _callbacks_only(conn: Any, *args: Any) -> None:
+    conn.__dict__["_tlstiming_events"] = None
+
+
+def ablations() -> dict[str, dict[str, Any]]:
+    """Variant name -> the ``tlstiming._conn`` attributes it replaces."""
+    return {
+        "tlstiming": {},
+        "- thread_time_ns per message": {"_cpu": int},
+        "- getpeername": {"_peer": _nothing},
+        "- span delivery (sinks)": {"_publish": _nothing},
+        "- detach": {"_detach": _nothing},
+        "- everything after the handshake": {"_leave": _callbacks_only},
+    }
+
+
+@contextlib.contextmanager
+def patched(module: Any, replacements: dict[str, Any]) -> Iterator[None]:
+    """Replace module attributes for the duration of the block."""
+    saved = {name: getattr(module, name) for name in replacements}
+    for name, value in replacements.items():
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(module, name, value)
+
+
+def measure(
+    ctx: ssl.SSLContext, port: int, module: Any, replacements: dict[str, Any]
+) -> Callable[[], Sample]:
+    """One handshake, timed like ``bench_handshake``, with ``replacements`` in force."""
+
+    def run() -> Sample:
+        sock = connect(port)
+        with patched(module, replacements):
+            cpu = _cpu()
+            start = _perf()
+            tls = ctx.wrap_socket(sock, server_hostname=HOSTNAME)
+            wall = _perf() - start
+            cpu = _cpu() - cpu
+        tls.recv(1)
+        tls.close()
+        return wall, cpu
+
+    return run
+
+
+def ablation_table(certs: Certs, port: int, rounds: int, batch: int) -> str:
+    """Interleave plain, floor, full tlstiming and each ablation; tabulate ratios to plain."""
+    from tlstiming import _conn
+
+    recorder = tlstiming.SpanRecorder(1000)
+    plain, floor = plain_context(certs), callback_context(certs, floor_callback)
+    timed, bare = timed_context(certs, recorder), timed_context(certs)
+    measures = {"plain": measure(plain, port, _conn, {}), "floor": measure(floor, port, _conn, {})}
+    for name, replacements in ablations().items():
+        measures[name] = measure(timed, port, _conn, replacements)
+    measures["- sink (no sinks at all)"] = measure(bare, port, _conn, {})
+    interleave(measures, rounds=max(1, rounds // 20), batch=2, seed=1)
+    samples = interleave(measures, rounds=rounds, batch=batch)
+    full = ratio(samples, "tlstiming", "plain").median
+    rows = []
+    for name in measures:
+        r = ratio(samples, name, "plain")
+        cpu = ratio(samples, name, "plain", CPU).median
+        saved = "" if name in {"plain", "floor", "tlstiming"} else f"{(full - r.median) * 100:+.2f}"
+        rows.append([name, r.cell(), f"{cpu:.3f}", saved])
+    return table(["variant (TLS 1.3)", "wall ratio [IQR]", "cpu ratio", "pp saved"], rows)
+
+
+def cold_warm(certs: Certs, port: int) -> str:
+    """Time small Python steps of the kind run after a handshake, warm and with cold caches."""
+    recorder = tlstiming.SpanRecorder(10)
+    ctx = timed_context(certs, recorder)
+    with ctx.wrap_socket(connect(port), server_hostname=HOSTNAME) as tls:
+        tls.recv(1)
+        span = recorder.spans[-1]
+        events = [(i * 1000, -1, "read", 22, i % 24, b"") for i in range(24)]
+        steps: dict[str, Callable[[], object]] = {
+            "SpanRecorder(span)": lambda: recorder(span),
+            "tlstiming.span_of(conn)": lambda: tlstiming.span_of(tls),
+            "conn.getpeername()": tls.getpeername,
+            "scan 24 event tuples": lambda: next((e for e in reversed(events) if e[4] == 99), None),
+        }
+        junk = bytearray(16 << 20)
+        rows = []
+        for name, step in steps.items():
+            warm, cold = _median_us(step, None), _median_us(step, junk)
+            rows.append([name, f"{warm:.2f}", f"{cold:.2f}"])
+    return table(["step", "warm us", "cold-cache us"], rows)
+
+
+def _median_us(step: Callable[[], object], junk: bytearray | None) -> float:
+    times = []
+    for _ in range(300):
+        if junk is not None:
+            junk[::64] = bytes(len(junk) // 64)  # one write per cache line
+        start = _perf()
+        step()
+        times.append(_perf() - start)
+    return statistics.median(times) / 1e3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=150, help="interleaved rounds")
+    parser.add_argument("--batch", type=int, default=10, help="handshakes per variant per round")
+    parser.add_argument("--placement", choices=PLACEMENTS, default="split", help="CPU pinning")
+    parser.add_argument("--quick", action="store_true", help="a few seconds: smoke test only")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.batch = 5, 2
+    from tlstiming import _conn
+
+    missing = [n for n in PATCHED if not hasattr(_conn, n)]
+    if missing:
+        print(f"analyze_handshake: tlstiming internals changed ({missing}); nothing to analyse")
+        return 0
+    place = placement(args.placement)
+    print(f"analyze_handshake: {environment()}")
+    print(f"  {args.rounds} rounds x {args.batch} handshakes per variant; placement {place.name}")
+    with (
+        pinned(place.client),
+        certificates() as certs,
+        server_process(certs, "handshake", "1.3", place.server) as port,
+    ):
+        print(ablation_table(certs, port, args.rounds, args.batch))
+        print("small steps, median of 300 calls each, warm and after touching 16 MiB:")
+        print(cold_warm(certs, port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
