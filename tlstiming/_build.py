@@ -17,23 +17,17 @@ __all__ = ["build_span", "handshake_error"]
 
 _ALERT = 21
 
-# Span ids: a random 32-bit prefix per process (new after fork) and a counter.
-_ids = itertools.count()
-_prefix = random.getrandbits(32) << 32
+# Span ids: a counter from a random 64-bit start, drawn again in a forked child.
+ids = itertools.count(random.getrandbits(63))
 
 
 def _new_prefix() -> None:
-    global _prefix
-    _prefix = random.getrandbits(32) << 32
+    global ids
+    ids = itertools.count(random.getrandbits(63))
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_prefix)
-
-
-def next_span_id() -> int:
-    """A 64-bit id, unique in this process and, by its random prefix, across processes."""
-    return _prefix | (next(_ids) & 0xFFFFFFFF)
 
 
 def build_span(
@@ -57,7 +51,7 @@ def build_span(
         )
     unix_end = time.time_ns() - (time.perf_counter_ns() - end_ns)
     return HandshakeSpan(
-        next_span_id(), server_side, server_hostname, peer, events, end_ns, unix_end, error
+        next(ids), server_side, server_hostname, peer, events, end_ns, unix_end, error
     )
 
 

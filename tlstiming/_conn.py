@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from tlstiming import _delivery
-from tlstiming._build import build_span, next_span_id
+from tlstiming import _build
+from tlstiming._build import build_span
 from tlstiming._timeline import ENTER, EXIT, SNI_END, SNI_START, RawEvent
 from tlstiming.spans import HandshakeSpan
 
@@ -63,8 +64,8 @@ def on_message(
         events.append((_perf(), _cpu(), direction, content_type, msg_type, data))
         if msg_type == 13 and content_type == 22:
             conn._tlstiming_certificate_request = True
-    else:
-        events.append((_perf(), -1, direction, content_type, msg_type, data))
+    else:  # record headers, inner content types, change_cipher_spec: bytes not kept
+        events.append((_perf(), -1, direction, content_type, msg_type, b""))
 
 
 def chained_on_message(inner: Callable[..., Any]) -> Callable[..., Any]:
@@ -111,7 +112,7 @@ def _enter(conn: Any) -> list[RawEvent] | None:
     d: dict[str, Any] = conn.__dict__
     if EVENTS not in d:
         d[EVENTS] = []
-        d[CONTEXT] = conn.context
+        d[CONTEXT] = d.get("_context") or conn.context  # SSLSocket keeps it in _context
     events: list[RawEvent] | None = d[EVENTS]
     if events is None:
         return None
@@ -135,18 +136,19 @@ def _leave(conn: Any, events: list[RawEvent], exc: BaseException | None) -> None
             conn.read = _settling_read(conn)
         else:
             # The common case, kept to the fewest steps: it runs on every handshake.
+            # A tuple of tuples of atoms leaves the garbage collector's watch.
             server_side = conn.server_side
-            span = HandshakeSpan(
-                next_span_id(),
+            span = d[SPAN] = HandshakeSpan(
+                next(_build.ids),
                 server_side,
                 conn.server_hostname,
                 _peer(conn),
-                events,
+                tuple(events),
                 end,
                 _unix_ns(),
                 None,
             )
-            _publish(conn, span)
+            _delivery.deliver(d[CONTEXT], span)
             _detach(conn, server_side)
     except Exception:
         _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")

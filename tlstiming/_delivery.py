@@ -29,10 +29,13 @@ def unsubscribe(sink: Any) -> None:
 
 def deliver(context: Any, span: Any) -> None:
     """Call every sink of ``context`` and every global sink with ``span``."""
-    for sink in getattr(context, "_tlstiming_sinks", ()):
-        _call(sink, span)
-    for sink in global_sinks:
-        _call(sink, span)
+    sinks = getattr(context, "_tlstiming_sinks", ())
+    if sinks:
+        for sink in sinks:
+            _call(sink, span)
+    if global_sinks:
+        for sink in global_sinks:
+            _call(sink, span)
 
 
 def _call(sink: Any, span: Any) -> None:

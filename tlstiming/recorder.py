@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import threading
 from collections.abc import Iterator
 
 from tlstiming.spans import HandshakeSpan
@@ -18,21 +17,15 @@ class SpanRecorder:
         maxlen: how many spans to keep; older ones are dropped first.
     """
 
-    __slots__ = ("_lock", "_spans", "dropped")
+    __slots__ = ("_spans",)
 
     def __init__(self, maxlen: int = 1000) -> None:
         if maxlen < 1:
             raise ValueError("maxlen must be at least 1")
         self._spans: collections.deque[HandshakeSpan] = collections.deque(maxlen=maxlen)
-        self._lock = threading.Lock()
-        self.dropped = 0
-        """How many spans were pushed out by newer ones."""
 
     def __call__(self, span: HandshakeSpan) -> None:
-        with self._lock:
-            if len(self._spans) == self._spans.maxlen:
-                self.dropped += 1
-            self._spans.append(span)
+        self._spans.append(span)  # deque.append is atomic: no lock on the hot path
 
     @property
     def maxlen(self) -> int:
@@ -42,13 +35,11 @@ class SpanRecorder:
     @property
     def spans(self) -> tuple[HandshakeSpan, ...]:
         """The kept spans, oldest first."""
-        with self._lock:
-            return tuple(self._spans)
+        return tuple(self._spans.copy())  # one C call: atomic against appends
 
     def clear(self) -> None:
         """Forget every kept span."""
-        with self._lock:
-            self._spans.clear()
+        self._spans.clear()
 
     def __len__(self) -> int:
         return len(self._spans)
