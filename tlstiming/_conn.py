@@ -15,8 +15,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
-from tlstiming import _delivery
-from tlstiming import _build
+from tlstiming import _build, _delivery
 from tlstiming._build import build_span
 from tlstiming._timeline import ENTER, EXIT, SNI_END, SNI_START, RawEvent
 from tlstiming.spans import HandshakeSpan
