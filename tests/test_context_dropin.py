@@ -309,12 +309,6 @@ def test_constructor_warns_like_ssl() -> None:
     assert got[0][2] == expected[0][2] == __file__
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the 'ssl.PROTOCOL_TLS is deprecated' warning of TimedSSLContext() points at "
-    "tlstiming/context.py (its __new__ calls super().__new__(cls, PROTOCOL_TLS)), "
-    "not at the caller's line as plain ssl does",
-)
 def test_constructor_warnings_point_at_the_caller() -> None:
     expected = _warnings_of(ssl.SSLContext)
     got = _warnings_of(TimedSSLContext)

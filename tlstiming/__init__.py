@@ -13,7 +13,7 @@ from tlstiming._certs import CertificateInfo
 from tlstiming._conn import TimedSSLObject, TimedSSLSocket
 from tlstiming._conn import span_of as _span_of
 from tlstiming._delivery import subscribe, unsubscribe
-from tlstiming._errors import ParseError, TLSTimingError
+from tlstiming._errors import HandshakeAbandoned, ParseError, TLSTimingError
 from tlstiming._facts import AlertFact, HandshakeFacts
 from tlstiming.context import TimedSSLContext, create_default_context
 from tlstiming.recorder import SpanRecorder
@@ -23,6 +23,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AlertFact",
     "CertificateInfo",
+    "HandshakeAbandoned",
     "HandshakeError",
     "HandshakeFacts",
     "HandshakeSpan",

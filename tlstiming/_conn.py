@@ -17,6 +17,8 @@ from typing import Any, Final
 
 from tlstiming import _build, _delivery
 from tlstiming._build import build_span
+from tlstiming._errors import HandshakeAbandoned
+from tlstiming._names import alert_name
 from tlstiming._timeline import ENTER, EXIT, SNI_END, SNI_START, RawEvent
 from tlstiming.spans import HandshakeSpan
 
@@ -223,6 +225,8 @@ def _settle(conn: Any, exc: BaseException | None) -> None:
     d.pop("read", None)
     events = d[EVENTS]
     d[EVENTS] = None
+    # The handshake ended at n; of what came after, only the verdict's alert counts.
+    events = events[:n] + [e for e in events[n:] if e[3] == 21]
     try:
         _publish(conn, _span(conn, events, events[n - 1][0], None, after=exc))
         if exc is None:
@@ -313,11 +317,39 @@ def _adopt(conn: Any) -> list[RawEvent] | None:
 
 
 def _leave_implicit(conn: Any, events: list[RawEvent]) -> None:
+    """End a handshake that a read or write drove: its exception is never seen here."""
     conn.__dict__[EVENTS] = None
     try:
-        alert = next((e for e in events if e[3] == 21), None)
-        exc = None if alert is None else ssl.SSLError("TLS alert during an implicit handshake")
+        alert = next((e for e in events if e[3] == 21 and e[5][:1] == b"\x02"), None)
+        exc = None
+        if alert is not None:
+            name = alert_name(alert[5][1]) if len(alert[5]) > 1 else "unknown"
+            source = "sent" if alert[2] == "write" else "received"
+            exc = ssl.SSLError(
+                f"fatal alert {name} {source} during a handshake driven by read/write; "
+                "the exception raised to the caller is not observable there"
+            )
         _publish(conn, _span(conn, list(events), events[-1][0], exc))
+    except Exception:
+        _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
+
+
+def _abandon(conn: Any) -> None:
+    """Deliver the span of a handshake its owner gave up on mid-way."""
+    d = conn.__dict__
+    events = d.get(EVENTS)
+    if not events or PENDING in d:
+        if PENDING in d:
+            _settle(conn, None)
+        return
+    d[EVENTS] = None
+    try:
+        exc = HandshakeAbandoned(
+            "the handshake was abandoned before it completed: the connection was closed or "
+            "discarded outside do_handshake() (connection lost, or a timeout enforced by "
+            "its owner)"
+        )
+        _publish(conn, _span(conn, list(events), _perf(), exc))
     except Exception:
         _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
 
@@ -414,6 +446,12 @@ class TimedSSLObject(ssl.SSLObject):
         if PENDING in self.__dict__:
             _settle(self, None)
         return super().unwrap()
+
+    def __del__(self) -> None:
+        # asyncio drops an SSLObject whose handshake lost its connection or
+        # timed out without telling it: the span is delivered from here.
+        if self.__dict__.get(EVENTS):
+            _abandon(self)
 
 
 def _session(conn: Any) -> ssl.SSLSession | None:

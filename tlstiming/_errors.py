@@ -6,7 +6,7 @@ without it; these are raised only for the library's own failures.
 
 from __future__ import annotations
 
-__all__ = ["ParseError", "TLSTimingError"]
+__all__ = ["HandshakeAbandoned", "ParseError", "TLSTimingError"]
 
 
 class TLSTimingError(Exception):
@@ -19,3 +19,17 @@ class ParseError(TLSTimingError, ValueError):
     Raised by the sans-IO parser for any malformed, truncated or
     unsupported byte string; never any other exception.
     """
+
+
+class HandshakeAbandoned(TLSTimingError):
+    """Names the error of a span whose handshake was given up outside ``do_handshake()``.
+
+    Never raised: it is the ``error.type`` of a span whose connection was
+    closed or discarded mid-handshake by its owner (asyncio dropping an
+    ``SSLObject`` after a connection loss or its ``ssl_handshake_timeout``,
+    a non-blocking socket closed before its handshake finished). The
+    exception the caller saw, if any, was raised elsewhere and is unknown.
+    """
+
+
+HandshakeAbandoned.__module__ = "tlstiming"

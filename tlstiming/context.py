@@ -47,15 +47,9 @@ class TimedSSLContext(ssl.SSLContext):
 
     def __new__(cls, protocol: int | None = None, *args: Any, **kwargs: Any) -> TimedSSLContext:
         if protocol is None:
-            import warnings  # noqa: PLC0415
-
-            warnings.warn(
-                "ssl.SSLContext() without protocol argument is deprecated.",
-                category=DeprecationWarning,
-                stacklevel=2,
-            )
-            protocol = ssl.PROTOCOL_TLS
-        self = super().__new__(cls, protocol, *args, **kwargs)
+            self = _deprecated_default(cls, args, kwargs)
+        else:
+            self = super().__new__(cls, protocol, *args, **kwargs)
         self._tlstiming_sinks = ()
         self._tlstiming_user_msg_callback = None
         self._tlstiming_user_sni_callback = None
@@ -179,6 +173,25 @@ class TimedSSLContext(ssl.SSLContext):
 
     def __reduce__(self) -> Any:
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+
+def _deprecated_default(
+    cls: type[TimedSSLContext], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> TimedSSLContext:
+    """``TimedSSLContext()`` with no protocol: ssl's warnings, pointing at the caller."""
+    import warnings  # noqa: PLC0415
+
+    warnings.warn(
+        "ssl.SSLContext() without protocol argument is deprecated.",
+        category=DeprecationWarning,
+        stacklevel=3,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        self = ssl.SSLContext.__new__(cls, ssl.PROTOCOL_TLS, *args, **kwargs)
+    for warning in caught:
+        warnings.warn(warning.message, category=warning.category, stacklevel=3)
+    return self
 
 
 def create_default_context(
