@@ -13,7 +13,10 @@ Variants, per TLS version:
     the same with a bare C-level message callback that appends one timestamp
     per call: the least any message-callback instrumentation can cost.
 ``tlstiming``
-    ``tlstiming.create_default_context()`` with a ``SpanRecorder`` sink.
+    ``tlstiming.create_default_context()`` with a ``SpanRecorder(maxlen=100)``
+    sink: a bounded sink in its steady state, where each new span pushes out
+    an old one, as a service's sink would be (a sink that keeps every span
+    forever also pays for growing memory; ``--keep`` sets the bound).
 ``tlstiming+phases``
     the same, the sink also reading ``span.phases`` (lazy materialisation).
 """
@@ -97,10 +100,10 @@ def reading_phases(recorder: tlstiming.SpanRecorder) -> tlstiming.Sink:
 class Setup:
     """The client contexts of one TLS version, built once, outside the timed region."""
 
-    def __init__(self, certs: Certs, port: int, version: str) -> None:
+    def __init__(self, certs: Certs, port: int, version: str, keep: int = 100) -> None:
         self.version = version
         self.counts: list[int] = []
-        self.recorders = (tlstiming.SpanRecorder(1000), tlstiming.SpanRecorder(1000))
+        self.recorders = (tlstiming.SpanRecorder(keep), tlstiming.SpanRecorder(keep))
         contexts = {
             "plain": plain_context(certs),
             "floor": callback_context(certs, floor_callback),
@@ -179,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--placement", choices=PLACEMENTS, default="split", help="CPU pinning")
     parser.add_argument("--no-tls12", action="store_true", help="TLS 1.3 only")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=int, default=100, help="the sink's SpanRecorder maxlen")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.batch = 10, 3
@@ -194,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         certificates() as certs,
         servers(certs, args.server, place, versions) as ports,
     ):
-        setups = [Setup(certs, ports[v], v) for v in versions]
+        setups = [Setup(certs, ports[v], v, args.keep) for v in versions]
         measures = {k: fn for s in setups for k, fn in s.measures.items()}
         interleave(measures, rounds=max(1, args.rounds // 20), batch=2, seed=args.seed + 1)
         for s in setups:

@@ -46,6 +46,7 @@ CERTIFICATE_REQUEST: Final = "_tlstiming_certificate_request"  # set when one wa
 DETACHED: Final = "_tlstiming_detached"
 
 _WANT: Final = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+OP_NO_RENEGOTIATION: Final = ssl.OP_NO_RENEGOTIATION
 _SOCKET_CONTEXT: Any = ssl.SSLSocket.context
 _SOCKET_SESSION: Any = ssl.SSLSocket.session
 _OBJECT_SESSION: Any = ssl.SSLObject.session
@@ -136,23 +137,56 @@ def _leave(conn: Any, events: list[RawEvent], exc: BaseException | None) -> None
             d[SPAN] = _span(conn, events, end, None)
             conn.read = _settling_read(conn)
         else:
-            # The common case, kept to the fewest steps: it runs on every handshake.
-            # A tuple of tuples of atoms leaves the garbage collector's watch.
-            server_side = conn.server_side
-            span = d[SPAN] = HandshakeSpan(
-                next(_build.ids),
-                server_side,
-                conn.server_hostname,
-                _peer(conn),
-                tuple(events),
-                end,
-                _unix_ns(),
-                None,
-            )
-            _delivery.deliver(d[CONTEXT], span)
-            _detach(conn, server_side)
+            _complete(conn, d, events, end)
     except Exception:
         _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
+
+
+def _complete(conn: Any, d: dict[str, Any], events: list[RawEvent], end: int) -> None:
+    """The common case: build, deliver, detach. One function, few distinct steps.
+
+    It runs on every handshake, right after OpenSSL has evicted the
+    interpreter from the CPU caches, where every extra function, attribute
+    and object touched costs microseconds: keep it flat.
+    """
+    server_side = conn.server_side
+    try:
+        address = conn.getpeername()
+        peer = (address[0], address[1])
+    except Exception:  # an SSLObject has no socket; a socket may be gone
+        peer = None
+    # A tuple of tuples of atoms leaves the garbage collector's watch.
+    span = d[SPAN] = HandshakeSpan(
+        next(_build.ids),
+        server_side,
+        conn.server_hostname,
+        peer,
+        tuple(events),
+        end,
+        _unix_ns(),
+        None,
+    )
+    context = d[CONTEXT]
+    for sink in getattr(context, "_tlstiming_sinks", ()):
+        try:
+            sink(span)
+        except Exception:
+            _delivery.report(sink, span)
+    if _delivery.global_sinks:
+        _delivery.deliver(None, span)
+    # Off the data path (see _detach for when this is safe).
+    sslobj = conn._sslobj
+    context = sslobj.context
+    if getattr(context, "_tlstiming_user_msg_callback", True) is not None:
+        return
+    if not server_side:
+        if sslobj.version() == "TLSv1.3":
+            if context.post_handshake_auth:
+                return
+        elif not context.options & OP_NO_RENEGOTIATION:
+            return
+    sslobj.context = _twins.get(server_side) or _twin(server_side)
+    d[DETACHED] = context
 
 
 def _span(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["deliver", "global_sinks", "subscribe", "unsubscribe"]
+__all__ = ["deliver", "global_sinks", "report", "subscribe", "unsubscribe"]
 
 _log = logging.getLogger("tlstiming")
 
@@ -42,6 +42,11 @@ def _call(sink: Any, span: Any) -> None:
     try:
         sink(span)
     except Exception:
-        _log.warning(
-            "tlstiming: sink %r raised; span %s dropped for it", sink, span.span_id, exc_info=True
-        )
+        report(sink, span)
+
+
+def report(sink: Any, span: Any) -> None:
+    """Log the exception a sink just raised (call from its ``except`` block)."""
+    _log.warning(
+        "tlstiming: sink %r raised; span %s dropped for it", sink, span.span_id, exc_info=True
+    )

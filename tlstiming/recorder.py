@@ -3,49 +3,40 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
 
 from tlstiming.spans import HandshakeSpan
 
 __all__ = ["SpanRecorder"]
 
 
-class SpanRecorder:
+class SpanRecorder(collections.deque[HandshakeSpan]):
     """Keep the last ``maxlen`` spans it receives. A sink: pass it to ``add_sink``.
+
+    Calling it appends the span (a deque's append: atomic, and no Python
+    frame on the handshake path). It is a :class:`collections.deque` of spans,
+    oldest first.
 
     Args:
         maxlen: how many spans to keep; older ones are dropped first.
     """
 
-    __slots__ = ("_spans",)
+    __slots__ = ()
 
     def __init__(self, maxlen: int = 1000) -> None:
         if maxlen < 1:
             raise ValueError("maxlen must be at least 1")
-        self._spans: collections.deque[HandshakeSpan] = collections.deque(maxlen=maxlen)
+        super().__init__((), maxlen)
 
-    def __call__(self, span: HandshakeSpan) -> None:
-        self._spans.append(span)  # deque.append is atomic: no lock on the hot path
-
-    @property
-    def maxlen(self) -> int:
-        """The most spans kept at once."""
-        return self._spans.maxlen or 0
+    __call__ = collections.deque.append
 
     @property
     def spans(self) -> tuple[HandshakeSpan, ...]:
-        """The kept spans, oldest first."""
-        return tuple(self._spans.copy())  # one C call: atomic against appends
-
-    def clear(self) -> None:
-        """Forget every kept span."""
-        self._spans.clear()
-
-    def __len__(self) -> int:
-        return len(self._spans)
-
-    def __iter__(self) -> Iterator[HandshakeSpan]:
-        return iter(self.spans)
+        """A snapshot of the kept spans, oldest first."""
+        while True:
+            try:
+                return tuple(self)
+            except RuntimeError:  # another thread appended mid-copy: take it again
+                continue
 
     def __repr__(self) -> str:
         return f"<SpanRecorder {len(self)}/{self.maxlen} spans>"

@@ -231,7 +231,7 @@ class HandshakeSpan:
     @property
     def phases(self) -> tuple[Phase, ...]:
         """Contiguous phases from start to end; their durations sum to :attr:`duration_ns`."""
-        tiling = self._materialize()[0]
+        tiling = self._timing()[0]
         bounds = tiling.bounds
         return tuple(
             Phase(name=name, start_ns=bounds[i], end_ns=bounds[i + 1], cpu_ns=tiling.cpu[i])
@@ -241,23 +241,23 @@ class HandshakeSpan:
     @property
     def cpu_ns(self) -> int | None:
         """CPU time this thread spent inside the handshake, if known."""
-        cpu = self._materialize()[0].cpu
+        cpu = self._timing()[0].cpu
         return None if any(c is None for c in cpu) else sum(c for c in cpu if c is not None)
 
     @property
     def round_trips(self) -> int:
         """Network round trips the handshake waited on (1 for TLS 1.3, 2 for TLS 1.2 or HRR)."""
-        return self._materialize()[0].round_trips
+        return self._timing()[0].round_trips
 
     @property
     def messages(self) -> tuple[Message, ...]:
         """Every handshake message, alert and change_cipher_spec, in order."""
-        return self._materialize()[1]
+        return self._timing()[1]
 
     @property
     def facts(self) -> HandshakeFacts:
         """What the handshake negotiated, parsed from its messages."""
-        return self._materialize()[2]
+        return self._parsed()
 
     def phase(self, name: str) -> Phase | None:
         """Return the phase called ``name``, or ``None`` if the handshake had none."""
@@ -269,28 +269,41 @@ class HandshakeSpan:
 
         return handshake_to_dict(self)
 
-    def _materialize(self) -> tuple[_timeline.Tiling, tuple[Message, ...], HandshakeFacts]:
-        tiling, messages, facts = self._tiling, self._messages, self._facts
-        if tiling is None or messages is None or facts is None:
+    def _timing(self) -> tuple[_timeline.Tiling, tuple[Message, ...]]:
+        """Phases and messages: cheap, computed on first read, without parsing."""
+        tiling, messages = self._tiling, self._messages
+        if tiling is None or messages is None:
             with _COMPUTE_LOCK:
-                if self._facts is None:
-                    self._compute()
-            tiling, messages, facts = self._tiling, self._messages, self._facts
+                if self._messages is None:
+                    events = self._events
+                    self._tiling = _timeline.tile(events, self._side, self._start, self._end)
+                    self._messages = tuple(_messages(events))
+                    self._drop_events()
+            tiling, messages = self._tiling, self._messages
         assert tiling is not None
         assert messages is not None
+        return tiling, messages
+
+    def _parsed(self) -> HandshakeFacts:
+        """Facts: parsed from the messages' bytes on first read."""
+        facts = self._facts
+        if facts is None:
+            from tlstiming._facts import build_facts  # noqa: PLC0415
+
+            with _COMPUTE_LOCK:
+                if self._facts is None:
+                    records = [(e[2], e[3], e[4], e[5]) for e in self._events if e[3] >= 0]
+                    self._facts = build_facts(records, side=self._side)
+                    self._drop_events()
+            facts = self._facts
         assert facts is not None
-        return tiling, messages, facts
+        return facts
 
-    def _compute(self) -> None:
-        from tlstiming._facts import build_facts  # noqa: PLC0415
-
-        events = self._events
-        self._tiling = _timeline.tile(events, self._side, self._start, self._end)
-        self._messages = tuple(_messages(events))
-        records = [(e[2], e[3], e[4], e[5]) for e in events if e[3] >= 0]
-        self._facts = build_facts(records, side=self._side)
-        # The raw bytes can hold session tickets (a resuming ClientHello): drop them.
-        self._events = ()
+    def _drop_events(self) -> None:
+        # The raw bytes can hold session tickets (a resuming ClientHello):
+        # once both views are built, nothing needs them.
+        if self._facts is not None and self._messages is not None:
+            self._events = ()
 
 
 def _messages(events: Sequence[_timeline.RawEvent]) -> list[Message]:
