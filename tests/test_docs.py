@@ -77,6 +77,14 @@ def test_schema_doc_lists_exactly_the_keys(real_span: tlstiming.HandshakeSpan) -
     assert _table_keys("schema.md", "Message objects") == list(data["tlstiming.messages"][0])
     assert _table_keys("schema.md", "Certificate objects") == list(data["tls.server.chain"][0])
     assert data["tlstiming.schema"] == tlstiming.SCHEMA_VERSION
+    assert _table_keys("schema.md", "Verification objects") == [
+        "name",
+        "start_ns",
+        "duration_ns",
+        "outcome",
+        "reason",
+        "details",
+    ]
     assert (
         f"Schema version: **{tlstiming.SCHEMA_VERSION}**" in (ROOT / "docs/schema.md").read_text()
     )

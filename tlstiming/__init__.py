@@ -15,6 +15,15 @@ from tlstiming._conn import span_of as _span_of
 from tlstiming._delivery import subscribe, unsubscribe
 from tlstiming._errors import HandshakeAbandoned, ParseError, TLSTimingError
 from tlstiming._facts import AlertFact, HandshakeFacts
+from tlstiming._trust import ContextStats
+from tlstiming._verify import (
+    PeerInfo,
+    Verdict,
+    Verification,
+    VerificationFailed,
+    Verifier,
+    VerifierRejected,
+)
 from tlstiming.context import TimedSSLContext, create_default_context
 from tlstiming.recorder import SpanRecorder
 from tlstiming.spans import SCHEMA_VERSION, HandshakeError, HandshakeSpan, Message, Phase, Sink
@@ -23,12 +32,14 @@ __all__ = [
     "SCHEMA_VERSION",
     "AlertFact",
     "CertificateInfo",
+    "ContextStats",
     "HandshakeAbandoned",
     "HandshakeError",
     "HandshakeFacts",
     "HandshakeSpan",
     "Message",
     "ParseError",
+    "PeerInfo",
     "Phase",
     "Sink",
     "SpanRecorder",
@@ -36,6 +47,11 @@ __all__ = [
     "TimedSSLContext",
     "TimedSSLObject",
     "TimedSSLSocket",
+    "Verdict",
+    "Verification",
+    "VerificationFailed",
+    "Verifier",
+    "VerifierRejected",
     "__version__",
     "create_default_context",
     "span_of",

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from tlstiming._names import alert_name
 from tlstiming._timeline import RawEvent, Side, tile
+from tlstiming._verify import Verification
 from tlstiming.spans import HandshakeError, HandshakeSpan
 
 __all__ = ["build_span", "handshake_error"]
@@ -39,6 +40,8 @@ def build_span(
     peer: tuple[str, int] | None,
     exc: BaseException | None,
     post_handshake_exc: BaseException | None = None,
+    context: tuple[int, int, int, int, int, int] | None = None,
+    verifications: tuple[Verification, ...] = (),
 ) -> HandshakeSpan:
     """Build the span of one handshake from its raw events (the first one marks its start)."""
     side: Side = "server" if server_side else "client"
@@ -51,7 +54,16 @@ def build_span(
         )
     unix_end = time.time_ns() - (time.perf_counter_ns() - end_ns)
     return HandshakeSpan(
-        next(ids), server_side, server_hostname, peer, events, end_ns, unix_end, error
+        next(ids),
+        server_side,
+        server_hostname,
+        peer,
+        events,
+        end_ns,
+        unix_end,
+        error,
+        context,
+        verifications,
     )
 
 

@@ -8,7 +8,9 @@ drives them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import ssl
 import time
 import weakref
@@ -19,7 +21,16 @@ from tlstiming import _build, _delivery
 from tlstiming._build import build_span
 from tlstiming._errors import HandshakeAbandoned
 from tlstiming._names import alert_name
-from tlstiming._timeline import ENTER, EXIT, SNI_END, SNI_START, RawEvent
+from tlstiming._timeline import (
+    ENTER,
+    EXIT,
+    SNI_END,
+    SNI_START,
+    VERIFY_END,
+    VERIFY_START,
+    RawEvent,
+)
+from tlstiming._verify import PeerInfo, Verification, VerifierRejected, run_verifiers
 from tlstiming.spans import HandshakeSpan
 
 __all__ = [
@@ -44,6 +55,7 @@ SPAN: Final = "_tlstiming_span"
 PENDING: Final = "_tlstiming_pending"  # handshake end index while awaiting a TLS 1.3 verdict
 CERTIFICATE_REQUEST: Final = "_tlstiming_certificate_request"  # set when one was seen
 DETACHED: Final = "_tlstiming_detached"
+CHECKS: Final = "_tlstiming_checks"  # verifications of a span awaiting its TLS 1.3 verdict
 
 _WANT: Final = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 OP_NO_RENEGOTIATION: Final = ssl.OP_NO_RENEGOTIATION
@@ -122,51 +134,112 @@ def _enter(conn: Any) -> list[RawEvent] | None:
     return events
 
 
-def _leave(conn: Any, events: list[RawEvent], exc: BaseException | None) -> None:
+def _leave(conn: Any, events: list[RawEvent], exc: BaseException | None) -> VerifierRejected | None:
+    """End the recording; return the exception to raise if a verifier rejected."""
     end = _perf()
     events.append((end, _cpu(), "", EXIT, 0, b""))
-    d = conn.__dict__
+    d: dict[str, Any] = conn.__dict__
     d[EVENTS] = None
+    rejected = None
     try:
+        verifiers: tuple[Any, ...] = getattr(d[CONTEXT], "_tlstiming_verifiers", ())
+        checks: tuple[Verification, ...] = ()
+        if exc is None and verifiers:
+            rejected, checks = _verify(conn, events, d[CONTEXT])
+            end = events[-1][0]
+            exc = rejected
         if exc is not None:
-            _publish(conn, _span(conn, events, end, exc))
+            _publish(conn, _span(conn, events, end, exc, verifications=checks))
         elif CERTIFICATE_REQUEST in d and _awaits_verdict(conn, events):
             # TLS 1.3 client auth: the server's verdict arrives with the first read.
             d[EVENTS] = events
             d[PENDING] = len(events)
-            d[SPAN] = _span(conn, events, end, None)
+            d[CHECKS] = checks
+            d[SPAN] = _span(conn, events, end, None, verifications=checks)
             conn.read = _settling_read(conn)
         else:
-            _complete(conn, d, events, end)
+            _complete(conn, d, events, end, checks)
     except Exception:
         _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
+    return rejected
 
 
-def _complete(conn: Any, d: dict[str, Any], events: list[RawEvent], end: int) -> None:
-    """The common case: build, deliver, detach. One function, few distinct steps.
+def _verify(
+    conn: Any, events: list[RawEvent], context: Any
+) -> tuple[VerifierRejected | None, tuple[Verification, ...]]:
+    """Run the context's verifiers; their start and end become markers on the timeline."""
+
+    def mark(name: str, starting: bool) -> int:
+        now = _perf()
+        kind = VERIFY_START if starting else VERIFY_END
+        events.append((now, _cpu(), "", kind, 0, name.encode()))
+        return now
+
+    checks, rejected = run_verifiers(context._tlstiming_verifiers, _peer_info(conn, events), mark)
+    return rejected, tuple(checks)
+
+
+def _peer_info(conn: Any, events: list[RawEvent]) -> PeerInfo:
+    from tlstiming._facts import build_facts  # noqa: PLC0415
+
+    server_side = conn.server_side
+    facts = build_facts(
+        [(e[2], e[3], e[4], e[5]) for e in events if e[3] >= 0],
+        side="server" if server_side else "client",
+    )
+    chain = facts.client_certificates_der if server_side else facts.certificates_der
+    if not chain:  # resumed: the session remembers only the peer's leaf
+        leaf = conn.getpeercert(binary_form=True)
+        chain = (leaf,) if leaf else ()
+    return PeerInfo(
+        side="server" if server_side else "client",
+        server_hostname=conn.server_hostname,
+        sni=facts.sni,
+        alpn=conn.selected_alpn_protocol(),
+        protocol_version=facts.protocol_version,
+        resumed=facts.resumed,
+        chain_der=tuple(chain),
+        ocsp_staple=facts.ocsp_response,
+        context=conn.__dict__[CONTEXT],
+        may_block=isinstance(conn, ssl.SSLSocket) and conn.gettimeout() != 0.0,
+    )
+
+
+def _refuse(conn: Any) -> None:
+    """Cut a rejected connection before any application data can cross it."""
+    if isinstance(conn, ssl.SSLSocket):
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(conn, socket.SHUT_RDWR)
+
+
+def _complete(
+    conn: Any,
+    d: dict[str, Any],
+    events: list[RawEvent],
+    end: int,
+    checks: tuple[Verification, ...] = (),
+) -> None:
+    """The common case: build, deliver, detach.
 
     It runs on every handshake, right after OpenSSL has evicted the
     interpreter from the CPU caches, where every extra function, attribute
-    and object touched costs microseconds: keep it flat.
+    and object touched costs microseconds: keep it short.
     """
     server_side = conn.server_side
-    try:
-        address = conn.getpeername()
-        peer = (address[0], address[1])
-    except Exception:  # an SSLObject has no socket; a socket may be gone
-        peer = None
-    # A tuple of tuples of atoms leaves the garbage collector's watch.
+    context = d[CONTEXT]
+    account = getattr(context, "_tlstiming_trust", None)
     span = d[SPAN] = HandshakeSpan(
         next(_build.ids),
         server_side,
         conn.server_hostname,
-        peer,
-        tuple(events),
+        _peer(conn),
+        tuple(events),  # a tuple of tuples of atoms leaves the garbage collector's watch
         end,
         _unix_ns(),
         None,
+        None if account is None else account.on_handshake(),
+        checks,
     )
-    context = d[CONTEXT]
     for sink in getattr(context, "_tlstiming_sinks", ()):
         try:
             sink(span)
@@ -174,19 +247,7 @@ def _complete(conn: Any, d: dict[str, Any], events: list[RawEvent], end: int) ->
             _delivery.report(sink, span)
     if _delivery.global_sinks:
         _delivery.deliver(None, span)
-    # Off the data path (see _detach for when this is safe).
-    sslobj = conn._sslobj
-    context = sslobj.context
-    if getattr(context, "_tlstiming_user_msg_callback", True) is not None:
-        return
-    if not server_side:
-        if sslobj.version() == "TLSv1.3":
-            if context.post_handshake_auth:
-                return
-        elif not context.options & OP_NO_RENEGOTIATION:
-            return
-    sslobj.context = _twins.get(server_side) or _twin(server_side)
-    d[DETACHED] = context
+    _detach(conn, server_side)
 
 
 def _span(
@@ -195,7 +256,9 @@ def _span(
     end: int,
     exc: BaseException | None,
     after: BaseException | None = None,
+    verifications: tuple[Verification, ...] = (),
 ) -> HandshakeSpan:
+    account = getattr(conn.__dict__.get(CONTEXT), "_tlstiming_trust", None)
     return build_span(
         events,
         server_side=conn.server_side,
@@ -204,6 +267,8 @@ def _span(
         peer=_peer(conn),
         exc=exc,
         post_handshake_exc=after,
+        context=None if account is None else account.on_handshake(),
+        verifications=verifications,
     )
 
 
@@ -262,7 +327,8 @@ def _settle(conn: Any, exc: BaseException | None) -> None:
     # The handshake ended at n; of what came after, only the verdict's alert counts.
     events = events[:n] + [e for e in events[n:] if e[3] == 21]
     try:
-        _publish(conn, _span(conn, events, events[n - 1][0], None, after=exc))
+        checks = d.pop(CHECKS, ())
+        _publish(conn, _span(conn, events, events[n - 1][0], None, exc, checks))
         if exc is None:
             _detach(conn, conn.server_side)
     except Exception:
@@ -406,7 +472,10 @@ class TimedSSLSocket(ssl.SSLSocket):
         except BaseException as exc:
             _leave(self, events, exc)
             raise
-        _leave(self, events, None)
+        rejected = _leave(self, events, None)
+        if rejected is not None:
+            _refuse(self)
+            raise rejected
         return None
 
     @property
@@ -431,8 +500,8 @@ class TimedSSLSocket(ssl.SSLSocket):
         super().verify_client_post_handshake()
 
     def _real_close(self) -> None:
-        if PENDING in self.__dict__:
-            _settle(self, None)
+        if self.__dict__.get(EVENTS):
+            _abandon(self)
         super()._real_close()  # type: ignore[misc]
 
 
@@ -451,7 +520,9 @@ class TimedSSLObject(ssl.SSLObject):
         except BaseException as exc:
             _leave(self, events, exc)
             raise
-        _leave(self, events, None)
+        rejected = _leave(self, events, None)
+        if rejected is not None:
+            raise rejected
         return None
 
     @property

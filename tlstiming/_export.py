@@ -66,7 +66,33 @@ def handshake_to_dict(span: HandshakeSpan) -> dict[str, Any]:
         for m in span.messages
     ]
     out["tlstiming.parse_errors"] = list(facts.parse_errors)
+    out["tlstiming.verifications"] = [
+        {
+            "name": v.name,
+            "start_ns": v.start_ns - span.start_ns,
+            "duration_ns": v.duration_ns,
+            "outcome": v.outcome,
+            "reason": v.reason,
+            "details": dict(v.details),
+        }
+        for v in span.verifications
+    ]
+    out.update(_context(span))
     return out
+
+
+def _context(span: HandshakeSpan) -> dict[str, Any]:
+    stats = span.context_stats
+    return {
+        "tlstiming.context.id": stats.context_id if stats else None,
+        "tlstiming.context.build_ns": stats.build_ns if stats else None,
+        "tlstiming.context.trust_loads": stats.trust_loads if stats else None,
+        "tlstiming.context.trust_load_ns": stats.trust_load_ns if stats else None,
+        "tlstiming.context.handshake_index": stats.handshake_index if stats else None,
+        "tlstiming.context.trust_loads_since_previous": (
+            stats.trust_loads_since_previous if stats else None
+        ),
+    }
 
 
 def _leaf(span: HandshakeSpan) -> dict[str, Any]:

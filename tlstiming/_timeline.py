@@ -27,6 +27,9 @@ __all__ = [
     "PHASE_NAMES",
     "SNI_END",
     "SNI_START",
+    "VERIFY_END",
+    "VERIFY_PREFIX",
+    "VERIFY_START",
     "RawEvent",
     "Side",
     "Tiling",
@@ -53,12 +56,16 @@ PHASE_NAMES: Final = (
     "client_finished",
     "finished",
 )
-"""Every phase name :func:`tile` can produce (documented in docs/concepts.md)."""
+"""Every phase name :func:`tile` can produce (documented in docs/concepts.md),
+besides ``verify:<name>`` for each verifier that ran."""
 
 ENTER: Final = -1
 EXIT: Final = -2
 SNI_START: Final = -3
 SNI_END: Final = -4
+VERIFY_START: Final = -5  # data: the verifier's name, UTF-8
+VERIFY_END: Final = -6
+VERIFY_PREFIX: Final = "verify:"
 
 HANDSHAKE: Final = 22
 ALERT: Final = 21
@@ -140,6 +147,7 @@ def tile(events: Sequence[RawEvent], side: Side, start_ns: int, end_ns: int) -> 
         ``end_ns - start_ns``.
     """
     boundaries = _client_boundaries(events) if side == "client" else _server_boundaries(events)
+    boundaries = sorted(boundaries + _verifier_boundaries(events))
     names = ["client_hello"]
     index: list[int | None] = [None]
     times = [start_ns]
@@ -158,6 +166,14 @@ def tile(events: Sequence[RawEvent], side: Side, start_ns: int, end_ns: int) -> 
         b - a if a is not None and b is not None else None for a, b in itertools.pairwise(cpu_at)
     )
     return Tiling(tuple(names), tuple(times), cpu, _round_trips(events))
+
+
+def _verifier_boundaries(events: Sequence[RawEvent]) -> list[tuple[int, str]]:
+    return [
+        (i, VERIFY_PREFIX + e[5].decode("utf-8", "replace"))
+        for i, e in enumerate(events)
+        if e[3] == VERIFY_START
+    ]
 
 
 def _handshake_messages(events: Sequence[RawEvent]) -> list[tuple[int, str, int, bytes]]:

@@ -16,11 +16,14 @@ from __future__ import annotations
 import os
 import ssl
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 from tlstiming import _conn
 from tlstiming._conn import TimedSSLObject, TimedSSLSocket, timed_class
+from tlstiming._trust import ContextStats, TrustAccount
+from tlstiming._verify import OnError, PeerInfo, Verdict, VerifierSpec
 from tlstiming.spans import Sink
 
 __all__ = ["TimedSSLContext", "create_default_context"]
@@ -44,12 +47,17 @@ class TimedSSLContext(ssl.SSLContext):
     _tlstiming_user_sni_callback: Callable[..., Any] | None
     _tlstiming_socket_class: type[ssl.SSLSocket]
     _tlstiming_object_class: type[ssl.SSLObject]
+    _tlstiming_verifiers: tuple[VerifierSpec, ...]
+    _tlstiming_trust: TrustAccount
 
     def __new__(cls, protocol: int | None = None, *args: Any, **kwargs: Any) -> TimedSSLContext:
+        start = time.perf_counter_ns()
         if protocol is None:
             self = _deprecated_default(cls, args, kwargs)
         else:
             self = super().__new__(cls, protocol, *args, **kwargs)
+        self._tlstiming_trust = TrustAccount(time.perf_counter_ns() - start)
+        self._tlstiming_verifiers = ()
         self._tlstiming_sinks = ()
         self._tlstiming_user_msg_callback = None
         self._tlstiming_user_sni_callback = None
@@ -82,6 +90,90 @@ class TimedSSLContext(ssl.SSLContext):
         sinks = list(self._tlstiming_sinks)
         sinks.remove(sink)
         self._tlstiming_sinks = tuple(sinks)
+
+    # -- verifiers ---------------------------------------------------------
+
+    @property
+    def verifiers(self) -> tuple[VerifierSpec, ...]:
+        """The verifiers run after every handshake, in order."""
+        return self._tlstiming_verifiers
+
+    def add_verifier(
+        self,
+        verifier: Callable[[PeerInfo], Verdict | None],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        on_error: OnError = "reject",
+    ) -> None:
+        """Run ``verifier`` after every handshake, before the caller gets the connection.
+
+        Args:
+            verifier: called with a :class:`~tlstiming.PeerInfo`; returns
+                ``None`` or a :class:`~tlstiming.Verdict`, or raises
+                :class:`~tlstiming.VerificationFailed` to reject.
+            name: its name on the span (phase ``verify:<name>``); defaults
+                to the callable's name.
+            timeout: seconds; if set, the verifier runs on a worker thread
+                and the caller stops waiting for it after that long.
+            on_error: what an unexpected exception or a timeout does:
+                ``"reject"`` (the default: fail closed) or ``"accept"``.
+                Both are recorded on the span.
+
+        Raises:
+            TypeError: ``verifier`` is not callable.
+            ValueError: a bad ``timeout`` or ``on_error``.
+        """
+        if not callable(verifier):
+            raise TypeError(f"verifier must be callable, not {type(verifier).__name__}")
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if on_error not in ("reject", "accept"):
+            raise ValueError(f"on_error must be 'reject' or 'accept', not {on_error!r}")
+        label = name or getattr(verifier, "__name__", None) or type(verifier).__name__
+        spec = VerifierSpec(verifier, label, timeout, on_error)
+        self._tlstiming_verifiers = (*self._tlstiming_verifiers, spec)
+
+    def remove_verifier(self, verifier: Callable[[PeerInfo], Verdict | None]) -> None:
+        """Stop running ``verifier``. Raises ``ValueError`` if it was not added."""
+        kept = tuple(s for s in self._tlstiming_verifiers if s.verifier is not verifier)
+        if len(kept) == len(self._tlstiming_verifiers):
+            raise ValueError("verifier not registered")
+        self._tlstiming_verifiers = kept
+
+    # -- trust-store cost ----------------------------------------------------
+
+    @property
+    def trust_stats(self) -> ContextStats:
+        """What building this context and loading its trust store cost so far."""
+        account = self._tlstiming_trust
+        return ContextStats(
+            context_id=account.context_id,
+            build_ns=account.build_ns,
+            trust_loads=account.loads,
+            trust_load_ns=account.load_ns,
+            handshake_index=account.handshakes,
+            trust_loads_since_previous=account.loads - account.loads_seen,
+        )
+
+    def load_verify_locations(
+        self,
+        cafile: Any = None,
+        capath: Any = None,
+        cadata: Any = None,
+    ) -> None:
+        start = time.perf_counter_ns()
+        try:
+            super().load_verify_locations(cafile, capath, cadata)
+        finally:
+            self._tlstiming_trust.record_load(time.perf_counter_ns() - start)
+
+    def set_default_verify_paths(self) -> None:
+        start = time.perf_counter_ns()
+        try:
+            super().set_default_verify_paths()
+        finally:
+            self._tlstiming_trust.record_load(time.perf_counter_ns() - start)
 
     # -- the seams plain ssl offers, kept working ------------------------------
 

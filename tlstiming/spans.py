@@ -13,8 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from tlstiming import _timeline
+from tlstiming import _timeline, _trust
 from tlstiming._names import alert_name, handshake_type_name
+from tlstiming._trust import ContextStats
+from tlstiming._verify import Verification
 
 if TYPE_CHECKING:
     from tlstiming._facts import HandshakeFacts
@@ -118,6 +120,7 @@ class HandshakeSpan:
     """
 
     __slots__ = (
+        "_context",
         "_end",
         "_error",
         "_events",
@@ -130,6 +133,7 @@ class HandshakeSpan:
         "_start",
         "_tiling",
         "_unix",
+        "_verifications",
     )
 
     kind: Final = "tls.handshake"
@@ -149,6 +153,8 @@ class HandshakeSpan:
         end_ns: int,
         end_unix_ns: int,
         error: HandshakeError | None,
+        context: tuple[int, int, int, int, int, int] | None = None,
+        verifications: tuple[Verification, ...] = (),
     ) -> None:
         # Runs at the end of every handshake: plain slot stores, nothing else.
         self._id = span_id
@@ -159,6 +165,8 @@ class HandshakeSpan:
         self._end = end_ns
         self._unix = end_unix_ns
         self._error = error
+        self._context = context
+        self._verifications = verifications
         self._events = events
         self._tiling = None
         self._messages = None
@@ -218,6 +226,17 @@ class HandshakeSpan:
     def error(self) -> HandshakeError | None:
         """Why the handshake failed, or ``None``."""
         return self._error
+
+    @property
+    def context_stats(self) -> ContextStats | None:
+        """The context's setup cost as this handshake saw it (trust-store loads…)."""
+        snapshot = self._context
+        return None if snapshot is None else _trust.stats(snapshot)
+
+    @property
+    def verifications(self) -> tuple[Verification, ...]:
+        """The context's verifiers that ran after this handshake, in order."""
+        return self._verifications
 
     # -- cheap, always available ------------------------------------------------
 

@@ -1,0 +1,246 @@
+"""Verifiers: user checks that run after the handshake, before the caller gets the connection.
+
+Python's ``ssl`` has no verify callback. A :class:`~tlstiming.TimedSSLContext`
+runs its verifiers right after OpenSSL's own verification succeeded, on the
+thread that drives the handshake, and records each one as a timed phase.
+A verifier can only add checks: it never makes OpenSSL accept what it
+rejected.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ssl
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from tlstiming._errors import TLSTimingError
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+__all__ = [
+    "OnError",
+    "PeerInfo",
+    "Verdict",
+    "Verification",
+    "VerificationFailed",
+    "Verifier",
+    "VerifierRejected",
+    "VerifierSpec",
+]
+
+Detail = str | int | float | bool | None
+OnError = Literal["reject", "accept"]
+Outcome = Literal["accepted", "soft_failed", "rejected", "error", "timeout"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerInfo:
+    """What a verifier sees of one connection, right after its handshake.
+
+    Attributes:
+        side: ``"client"`` (checking the server) or ``"server"`` (checking a client).
+        server_hostname: the name the client asked for.
+        sni: the server_name sent in the ClientHello.
+        alpn: the ALPN protocol selected, if any.
+        protocol_version: ``"1.3"``, ``"1.2"``…
+        resumed: the session was resumed: the peer sent no certificates, and
+            ``chain_der`` holds only the leaf remembered by the session.
+        chain_der: the peer's chain as it sent it, leaf first, DER each.
+        ocsp_staple: the DER OCSP response the server stapled, if any.
+        context: the context the handshake ran on (its trust store is what
+            ``context.get_ca_certs(binary_form=True)`` returns).
+        may_block: ``False`` on the BIO path (asyncio), where the verifier
+            runs on the event loop and must not wait on the network.
+    """
+
+    side: Literal["client", "server"]
+    server_hostname: str | None
+    sni: str | None
+    alpn: str | None
+    protocol_version: str | None
+    resumed: bool
+    chain_der: tuple[bytes, ...]
+    ocsp_staple: bytes | None
+    context: ssl.SSLContext
+    may_block: bool
+
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        """The chain as ``cryptography`` certificates (parsed on each access)."""
+        from cryptography import x509  # noqa: PLC0415
+
+        return tuple(x509.load_der_x509_certificate(der) for der in self.chain_der)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    """What a verifier decided; returning ``None`` means plain acceptance.
+
+    Attributes:
+        ok: ``False`` rejects the connection.
+        reason: why (required when rejecting or soft-failing).
+        soft_failed: the check could not be made but the policy accepts the
+            connection anyway (e.g. an OCSP responder that timed out); recorded.
+        details: facts for the span (responder URL, status, cache hit…),
+            JSON-ready values only. Never put secrets here.
+    """
+
+    ok: bool = True
+    reason: str | None = None
+    soft_failed: bool = False
+    details: Mapping[str, Detail] = field(default_factory=dict)
+
+
+class Verifier(Protocol):
+    """A callable that checks one connection."""
+
+    def __call__(self, peer: PeerInfo, /) -> Verdict | None: ...
+
+
+class VerificationFailed(TLSTimingError):
+    """Raise from a verifier to reject the connection with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class VerifierRejected(ssl.SSLCertVerificationError):
+    """A verifier rejected the connection: what the caller gets.
+
+    A subclass of :class:`ssl.SSLCertVerificationError`, so code that
+    handles verification failures handles it. ``verify_message`` is the
+    verifier's reason; ``verifier`` its name.
+    """
+
+    def __init__(self, verifier: str, reason: str) -> None:
+        message = f"certificate verify failed: {verifier}: {reason}"
+        super().__init__(1, message)
+        self.verifier = verifier
+        self.verify_message = reason
+        self.verify_code = 0
+        self.reason = "VERIFIER_REJECTED"
+        self.library = "tlstiming"
+
+    def __str__(self) -> str:
+        return str(self.args[1])
+
+
+VerifierRejected.__module__ = "tlstiming"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verification:
+    """One verifier's run, as recorded on the span.
+
+    Attributes:
+        name: the verifier's name (its phase is ``verify:<name>``).
+        start_ns: start, ``perf_counter_ns`` clock.
+        end_ns: end.
+        outcome: ``accepted``, ``soft_failed``, ``rejected``, ``error`` (it
+            raised: see ``reason``) or ``timeout`` (it overran its timeout).
+        reason: why, for anything but ``accepted``.
+        details: the verifier's own facts, as ``(key, value)`` pairs.
+    """
+
+    name: str
+    start_ns: int
+    end_ns: int
+    outcome: Outcome
+    reason: str | None
+    details: tuple[tuple[str, Detail], ...] = ()
+
+    @property
+    def duration_ns(self) -> int:
+        """Wall time of the verifier."""
+        return self.end_ns - self.start_ns
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierSpec:
+    """A verifier as registered on a context, with its policy."""
+
+    verifier: Callable[[PeerInfo], Verdict | None]
+    name: str
+    timeout: float | None
+    on_error: OnError
+
+
+_pool_lock = threading.Lock()
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=8, thread_name_prefix="tlstiming-verify"
+            )
+        return _pool
+
+
+def run_verifiers(
+    specs: tuple[VerifierSpec, ...],
+    peer: PeerInfo,
+    mark: Callable[[str, bool], int],
+) -> tuple[list[Verification], VerifierRejected | None]:
+    """Run ``specs`` in order until one rejects.
+
+    Args:
+        specs: the context's verifiers.
+        peer: what they check.
+        mark: called with (name, True) before and (name, False) after each
+            verifier; returns the time it recorded (``perf_counter_ns``).
+
+    Returns:
+        The recorded runs, and the exception for the caller if one rejected.
+    """
+    done: list[Verification] = []
+    for spec in specs:
+        start = mark(spec.name, True)
+        outcome, reason, details = _run_one(spec, peer)
+        done.append(
+            Verification(
+                name=spec.name,
+                start_ns=start,
+                end_ns=mark(spec.name, False),
+                outcome=outcome,
+                reason=reason,
+                details=details,
+            )
+        )
+        if outcome in ("rejected", "error", "timeout") and (
+            outcome == "rejected" or spec.on_error == "reject"
+        ):
+            return done, VerifierRejected(spec.name, reason or outcome)
+    return done, None
+
+
+def _run_one(
+    spec: VerifierSpec, peer: PeerInfo
+) -> tuple[Outcome, str | None, tuple[tuple[str, Detail], ...]]:
+    try:
+        if spec.timeout is None:
+            verdict = spec.verifier(peer)
+        else:
+            future = _executor().submit(spec.verifier, peer)
+            verdict = future.result(timeout=spec.timeout)
+    except VerificationFailed as failed:
+        return "rejected", failed.reason, ()
+    except concurrent.futures.TimeoutError:
+        return "timeout", f"did not finish within {spec.timeout} s", ()
+    except Exception as exc:  # a verifier's bug: handled by its on_error policy
+        return "error", f"{type(exc).__name__}: {exc}", ()
+    if verdict is None:
+        return "accepted", None, ()
+    details = tuple(sorted(verdict.details.items()))
+    if not verdict.ok:
+        return "rejected", verdict.reason or "rejected", details
+    if verdict.soft_failed:
+        return "soft_failed", verdict.reason, details
+    return "accepted", verdict.reason, details
