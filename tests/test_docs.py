@@ -75,6 +75,7 @@ def test_schema_doc_lists_exactly_the_keys(real_span: tlstiming.HandshakeSpan) -
     assert _table_keys("schema.md", "Handshake span keys") == list(data)
     assert _table_keys("schema.md", "Phase objects") == list(data["tlstiming.phases"][0])
     assert _table_keys("schema.md", "Message objects") == list(data["tlstiming.messages"][0])
+    assert _table_keys("schema.md", "Record objects") == list(data["tlstiming.records"][0])
     assert _table_keys("schema.md", "Certificate objects") == list(data["tls.server.chain"][0])
     assert data["tlstiming.schema"] == tlstiming.SCHEMA_VERSION
     assert _table_keys("schema.md", "Verification objects") == [

@@ -26,7 +26,15 @@ from tlstiming._verify import (
 )
 from tlstiming.context import TimedSSLContext, create_default_context
 from tlstiming.recorder import SpanRecorder
-from tlstiming.spans import SCHEMA_VERSION, HandshakeError, HandshakeSpan, Message, Phase, Sink
+from tlstiming.spans import (
+    SCHEMA_VERSION,
+    HandshakeError,
+    HandshakeSpan,
+    Message,
+    Phase,
+    Record,
+    Sink,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -41,6 +49,7 @@ __all__ = [
     "ParseError",
     "PeerInfo",
     "Phase",
+    "Record",
     "Sink",
     "SpanRecorder",
     "TLSTimingError",

@@ -78,8 +78,8 @@ def on_message(
         events.append((_perf(), _cpu(), direction, content_type, msg_type, data))
         if msg_type == 13 and content_type == 22:
             conn._tlstiming_certificate_request = True
-    else:  # record headers, inner content types, change_cipher_spec: bytes not kept
-        events.append((_perf(), -1, direction, content_type, msg_type, b""))
+    else:  # record headers, inner content types, change_cipher_spec
+        events.append((_perf(), -1, direction, content_type, msg_type, data))
 
 
 def chained_on_message(inner: Callable[..., Any]) -> Callable[..., Any]:

@@ -62,8 +62,19 @@ def handshake_to_dict(span: HandshakeSpan) -> dict[str, Any]:
             "content_type": m.content_type,
             "type": m.type,
             "size": m.size,
+            "cpu_ns": m.cpu_ns,
         }
         for m in span.messages
+    ]
+    out["tlstiming.records"] = [
+        {
+            "t_ns": r.t_ns - span.start_ns,
+            "direction": r.direction,
+            "content_type": r.content_type,
+            "encrypted": r.encrypted,
+            "length": r.length,
+        }
+        for r in span.records
     ]
     out["tlstiming.parse_errors"] = list(facts.parse_errors)
     out["tlstiming.verifications"] = [

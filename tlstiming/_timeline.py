@@ -30,6 +30,7 @@ __all__ = [
     "VERIFY_END",
     "VERIFY_PREFIX",
     "VERIFY_START",
+    "in_call_cpu",
     "RawEvent",
     "Side",
     "Tiling",
@@ -159,7 +160,7 @@ def tile(events: Sequence[RawEvent], side: Side, start_ns: int, end_ns: int) -> 
         index.append(i)
         times.append(t)
     times.append(end_ns)
-    cumulative = _in_call_cpu(events)
+    cumulative = in_call_cpu(events)
     cpu_at = [cumulative.get(i) if i is not None else 0 for i in index]
     cpu_at.append(cumulative.get(-1))
     cpu = tuple(
@@ -250,7 +251,7 @@ def _negotiated_tls13(server_hello: bytes) -> bool:
     return b"\x00\x2b\x00\x02\x03\x04" in server_hello[38:]
 
 
-def _in_call_cpu(events: Sequence[RawEvent]) -> dict[int, int | None]:
+def in_call_cpu(events: Sequence[RawEvent]) -> dict[int, int | None]:
     """Map event index -> CPU spent inside handshake calls up to that event.
 
     The key ``-1`` holds the total up to the last reading. CPU spent between

@@ -28,6 +28,7 @@ __all__ = [
     "Message",
     "Outcome",
     "Phase",
+    "Record",
     "Sink",
 ]
 
@@ -37,6 +38,15 @@ Outcome = Literal["ok", "error"]
 Direction = Literal["sent", "received"]
 
 _COMPUTE_LOCK: Final = threading.Lock()
+_RECORD_HEADER: Final = 256
+_INNER_CONTENT_TYPE: Final = 257
+_RECORD_TYPES: Final = {
+    20: "change_cipher_spec",
+    21: "alert",
+    22: "handshake",
+    23: "application_data",
+    24: "heartbeat",
+}
 _CONTENT_TYPES: Final = {20: "change_cipher_spec", 21: "alert", 22: "handshake"}
 
 
@@ -80,6 +90,10 @@ class Message:
         type: the handshake message type (``"server_hello"``), the alert
             description (``"bad_certificate"``), or ``"change_cipher_spec"``.
         size: bytes, handshake header included.
+        cpu_ns: CPU time the handshake had used when the message was seen:
+            the handshaking thread's CPU inside calls into the handshake
+            since the first one. ``None`` for change_cipher_spec (the clock
+            is read for handshake messages and alerts only).
     """
 
     t_ns: int
@@ -87,6 +101,28 @@ class Message:
     content_type: str
     type: str
     size: int
+    cpu_ns: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """One TLS record on the timeline, as its header was read or written.
+
+    Attributes:
+        t_ns: when its header was read (so: when it arrived) or written.
+        direction: ``"sent"`` or ``"received"``.
+        content_type: what it carries: ``handshake``, ``alert``,
+            ``change_cipher_spec``, ``application_data``. For a TLS 1.3
+            encrypted record this is its inner (real) content type.
+        encrypted: a TLS 1.3 record whose outer type hid the inner one.
+        length: the record's payload length from its header, bytes.
+    """
+
+    t_ns: int
+    direction: Direction
+    content_type: str
+    encrypted: bool
+    length: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,6 +165,7 @@ class HandshakeSpan:
         "_id",
         "_messages",
         "_peer",
+        "_records",
         "_side",
         "_start",
         "_tiling",
@@ -169,6 +206,7 @@ class HandshakeSpan:
         self._verifications = verifications
         self._events = events
         self._tiling = None
+        self._records: tuple[Record, ...] = ()
         self._messages = None
         self._facts = None
 
@@ -274,6 +312,12 @@ class HandshakeSpan:
         return self._timing()[1]
 
     @property
+    def records(self) -> tuple[Record, ...]:
+        """Every TLS record of the handshake, in order, with its arrival or send time."""
+        self._timing()
+        return self._records
+
+    @property
     def facts(self) -> HandshakeFacts:
         """What the handshake negotiated, parsed from its messages."""
         return self._parsed()
@@ -296,6 +340,7 @@ class HandshakeSpan:
                 if self._messages is None:
                     events = self._events
                     self._tiling = _timeline.tile(events, self._side, self._start, self._end)
+                    self._records = tuple(_records(events))
                     self._messages = tuple(_messages(events))
                     self._drop_events()
             tiling, messages = self._tiling, self._messages
@@ -327,7 +372,8 @@ class HandshakeSpan:
 
 def _messages(events: Sequence[_timeline.RawEvent]) -> list[Message]:
     out = []
-    for t_ns, _cpu, direction, content_type, msg_type, data in events:
+    used = _timeline.in_call_cpu(events)
+    for i, (t_ns, _cpu, direction, content_type, msg_type, data) in enumerate(events):
         kind = _CONTENT_TYPES.get(content_type)
         if kind is None:
             continue
@@ -344,8 +390,39 @@ def _messages(events: Sequence[_timeline.RawEvent]) -> list[Message]:
                 content_type=kind,
                 type=name,
                 size=len(data),
+                cpu_ns=used.get(i),
             )
         )
+    return out
+
+
+def _records(events: Sequence[_timeline.RawEvent]) -> list[Record]:
+    out: list[Record] = []
+    for t_ns, _cpu, direction, content_type, msg_type, data in events:
+        if content_type == _RECORD_HEADER and len(data) >= 5:
+            out.append(
+                Record(
+                    t_ns=t_ns,
+                    direction="sent" if direction == "write" else "received",
+                    content_type=_RECORD_TYPES.get(msg_type, f"unknown({msg_type})"),
+                    encrypted=False,
+                    length=int.from_bytes(data[3:5], "big"),
+                )
+            )
+        elif (
+            content_type == _INNER_CONTENT_TYPE
+            and out
+            and out[-1].content_type == "application_data"
+        ):
+            last = out[-1]
+            inner = _RECORD_TYPES.get(msg_type, f"unknown({msg_type})")
+            out[-1] = Record(
+                t_ns=last.t_ns,
+                direction=last.direction,
+                content_type=inner,
+                encrypted=True,
+                length=last.length,
+            )
     return out
 
 
