@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import socket
@@ -91,12 +92,18 @@ def test_schema_doc_lists_exactly_the_keys(real_span: tlstiming.HandshakeSpan) -
     )
 
 
-def test_api_doc_matches_all() -> None:
+def _api_section(module: str) -> list[str]:
     text = (ROOT / "docs" / "api.md").read_text()
-    documented = re.findall(r"^\| `([^`]+)` \|", text, re.MULTILINE)
-    assert sorted(documented) == sorted(tlstiming.__all__)
-    for name in tlstiming.__all__:
-        assert hasattr(tlstiming, name)
+    section = text.split(f"## `{module}`\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `([^`]+)` \|", section, re.MULTILINE)
+
+
+@pytest.mark.parametrize("module", ["tlstiming", "tlstiming.sinks"])
+def test_api_doc_matches_all(module: str) -> None:
+    imported = importlib.import_module(module)
+    assert sorted(_api_section(module)) == sorted(imported.__all__)
+    for name in imported.__all__:
+        assert hasattr(imported, name)
 
 
 def test_every_phase_name_is_documented(real_span: tlstiming.HandshakeSpan) -> None:

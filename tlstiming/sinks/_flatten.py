@@ -1,0 +1,198 @@
+"""Spans as flat log events: one level of scalar fields, durations in milliseconds (pure).
+
+Every sink that writes log events (structlog, stdlib ``logging``, the OTel
+attributes) goes through :func:`flatten_dict`, so the field names are the
+same everywhere. The input is ``span.to_dict()`` (``docs/schema.md``); the
+rules that turn it into flat fields are versioned by :data:`LOG_SCHEMA_VERSION`
+and documented in ``docs/schema.md`` ("Log event keys") and ``docs/logging.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Protocol
+
+__all__ = [
+    "CONTEXT_KEYS",
+    "LOG_SCHEMA_VERSION",
+    "SpanLike",
+    "flatten",
+    "flatten_dict",
+    "redact",
+    "redact_url",
+    "tls_fields",
+]
+
+LOG_SCHEMA_VERSION: Final = "1"
+"""Version of the flat key set; bumped when a flat key is renamed or removed."""
+
+CONTEXT_KEYS: Final = (
+    "tls.handshake.span_id",
+    "server.address",
+    "tls.protocol.version",
+    "tls.cipher",
+    "tls.curve",
+    "tls.next_protocol",
+    "tls.resumed",
+    "tls.handshake.duration_ms",
+)
+"""The flat keys :func:`tls_fields` copies into other log events by default."""
+
+_SKIPPED: Final = frozenset(
+    {"tlstiming.schema", "tlstiming.messages", "url.query", "url.fragment", "url.user_info"}
+)
+_SCALARS: Final = (str, int, float, bool)
+_PRIMARY: Final = frozenset({"tlstiming.handshake"})
+
+
+class SpanLike(Protocol):
+    """What the sinks read from a span: a handshake span, a request span or any later kind."""
+
+    @property
+    def kind(self) -> str:
+        """``"tls.handshake"``, ``"http.request"``..."""
+
+    @property
+    def span_id(self) -> str:
+        """16 hex digits."""
+
+    @property
+    def outcome(self) -> str:
+        """``"ok"`` or ``"error"``."""
+
+    @property
+    def duration_ns(self) -> int:
+        """Total wall time."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict of ``docs/schema.md``."""
+
+
+def flatten(span: SpanLike) -> dict[str, Any]:
+    """Return the flat log fields of ``span`` (unknown values left out).
+
+    A span with a ``handshake`` attribute (a request span that opened its
+    connection) gets the handshake's fields too, unless its dict already
+    nests them.
+    """
+    data = span.to_dict()
+    handshake = getattr(span, "handshake", None)
+    if handshake is not None and data.get("tlstiming.handshake") is None:
+        data = {**data, "tlstiming.handshake": handshake.to_dict()}
+    return flatten_dict(data)
+
+
+def flatten_dict(data: Mapping[str, Any], *, drop_none: bool = True) -> dict[str, Any]:
+    """Flatten a span dict (``span.to_dict()``) into one level of scalar fields.
+
+    Args:
+        data: a span's ``to_dict()``.
+        drop_none: leave out keys whose value is unknown (``None``).
+
+    Returns:
+        Field name -> str, int, float or bool (or ``None`` if kept), in a
+        stable order: the order of ``data``'s keys.
+    """
+    out: dict[str, Any] = {"tlstiming.log_schema": LOG_SCHEMA_VERSION}
+    _merge(out, data)
+    if drop_none:
+        return {k: v for k, v in out.items() if v is not None}
+    return out
+
+
+def _merge(out: dict[str, Any], data: Mapping[str, Any], nested: bool = False) -> None:
+    kind = str(data.get("tlstiming.kind") or "span")
+    prefix = kind.split(".", 1)[0]
+    put = out.setdefault if nested else out.__setitem__
+    for key, value in data.items():
+        if key in _SKIPPED:
+            continue
+        if key == "span.id" and nested:
+            put(f"{kind}.span_id", value)
+        elif key in ("duration_ns", "cpu_ns"):
+            put(f"{kind}.{key[:-3]}_ms", _ms(value))
+        elif key == "tlstiming.verifications":
+            for check in value or ():
+                put(f"{prefix}.verify.{check['name']}", check.get("outcome"))
+                put(f"{prefix}.verify.{check['name']}.reason", check.get("reason"))
+        elif key == "tlstiming.phases":
+            for phase in value or ():
+                put(f"{prefix}.phase.{phase['name']}_ms", _ms(phase.get("duration_ns")))
+        elif isinstance(value, Mapping):
+            if key in _PRIMARY:  # the handshake inside a request span: its facts join
+                _merge(out, value, nested=True)
+            elif "tlstiming.kind" in value:  # another span inside (a proxy's handshake)
+                put(f"{key}.span_id", value.get("span.id"))
+                put(f"{key}.duration_ms", _ms(value.get("duration_ns")))
+        elif isinstance(value, list | tuple):
+            if all(isinstance(v, _SCALARS) for v in value):
+                put(key, ",".join(str(v) for v in value) if value else None)
+        elif key.endswith("_ns") and isinstance(value, int):
+            put(key[:-3] + "_ms", _ms(value))
+        elif key.startswith("url.") and isinstance(value, str):
+            put(key, redact_url(value))
+        else:
+            put(key, value)
+            if key == "server.address" and "server.port" not in data:
+                client = data.get("tls.side") == "client"
+                put("server.port", data.get("network.peer.port") if client else None)
+
+
+def _ms(ns: Any) -> float | None:
+    return None if ns is None else round(ns / 1e6, 3)
+
+
+def redact_url(url: str) -> str:
+    """Drop the userinfo (``user:pass@``), the query and the fragment of a URL.
+
+    Args:
+        url: an absolute URL or anything else (returned without query and
+            fragment).
+
+    Returns:
+        ``scheme://host:port/path``.
+    """
+    for mark in ("?", "#"):
+        url = url.split(mark, 1)[0]
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    host = authority.rpartition("@")[2]
+    return f"{scheme}{sep}{host}{slash}{path}"
+
+
+def tls_fields(span: SpanLike, keys: Iterable[str] = CONTEXT_KEYS) -> dict[str, Any]:
+    """The flat fields of ``span`` worth adding to other log events.
+
+    ``span.id`` appears as ``<kind>.span_id`` (``tls.handshake.span_id``) so
+    that it cannot be mistaken for the id of the event it is added to.
+
+    Args:
+        span: a handshake span (or a request span, whose handshake is nested).
+        keys: which flat keys to keep.
+
+    Returns:
+        The selected keys that have a value.
+    """
+    fields = flatten(span)
+    fields[f"{span.kind}.span_id"] = fields.pop("span.id", span.span_id)
+    return {k: fields[k] for k in keys if k in fields}
+
+
+def redact(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a span dict with URL userinfo, queries and fragments removed, nested spans too.
+
+    ``to_dict()`` already leaves them out; this is the sinks' second line of defence.
+    """
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _SKIPPED and key.startswith("url."):
+            continue
+        if key.startswith("url.") and isinstance(value, str):
+            out[key] = redact_url(value)
+        elif isinstance(value, Mapping) and "tlstiming.kind" in value:
+            out[key] = redact(value)
+        else:
+            out[key] = value
+    return out
