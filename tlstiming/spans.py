@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from tlstiming import _timeline, _trust
 from tlstiming._names import alert_name, handshake_type_name
@@ -37,7 +37,8 @@ SCHEMA_VERSION: Final = "1"
 Outcome = Literal["ok", "error"]
 Direction = Literal["sent", "received"]
 
-_COMPUTE_LOCK: Final = threading.Lock()
+_COMPUTE_LOCK: Final = threading.RLock()  # views may read other views
+_T = TypeVar("_T")
 _RECORD_HEADER: Final = 256
 _INNER_CONTENT_TYPE: Final = 257
 _RECORD_TYPES: Final = {
@@ -165,6 +166,7 @@ class HandshakeSpan:
         "_id",
         "_messages",
         "_peer",
+        "_phases",
         "_records",
         "_side",
         "_start",
@@ -177,7 +179,9 @@ class HandshakeSpan:
 
     _events: Sequence[_timeline.RawEvent]
     _tiling: _timeline.Tiling | None
+    _phases: tuple[Phase, ...] | None
     _messages: tuple[Message, ...] | None
+    _records: tuple[Record, ...] | None
     _facts: HandshakeFacts | None
 
     def __init__(
@@ -206,7 +210,8 @@ class HandshakeSpan:
         self._verifications = verifications
         self._events = events
         self._tiling = None
-        self._records: tuple[Record, ...] = ()
+        self._phases = None
+        self._records = None
         self._messages = None
         self._facts = None
 
@@ -288,39 +293,33 @@ class HandshakeSpan:
     @property
     def phases(self) -> tuple[Phase, ...]:
         """Contiguous phases from start to end; their durations sum to :attr:`duration_ns`."""
-        tiling = self._timing()[0]
-        bounds = tiling.bounds
-        return tuple(
-            Phase(name=name, start_ns=bounds[i], end_ns=bounds[i + 1], cpu_ns=tiling.cpu[i])
-            for i, name in enumerate(tiling.names)
-        )
+        return self._lazy("_phases", self._compute_phases)
 
     @property
     def cpu_ns(self) -> int | None:
         """CPU time this thread spent inside the handshake, if known."""
-        cpu = self._timing()[0].cpu
+        cpu = self._tiling_().cpu
         return None if any(c is None for c in cpu) else sum(c for c in cpu if c is not None)
 
     @property
     def round_trips(self) -> int:
         """Network round trips the handshake waited on (1 for TLS 1.3, 2 for TLS 1.2 or HRR)."""
-        return self._timing()[0].round_trips
+        return self._tiling_().round_trips
 
     @property
     def messages(self) -> tuple[Message, ...]:
         """Every handshake message, alert and change_cipher_spec, in order."""
-        return self._timing()[1]
+        return self._lazy("_messages", lambda: tuple(_messages(self._events)))
 
     @property
     def records(self) -> tuple[Record, ...]:
         """Every TLS record of the handshake, in order, with its arrival or send time."""
-        self._timing()
-        return self._records
+        return self._lazy("_records", lambda: tuple(_records(self._events)))
 
     @property
     def facts(self) -> HandshakeFacts:
         """What the handshake negotiated, parsed from its messages."""
-        return self._parsed()
+        return self._lazy("_facts", self._compute_facts)
 
     def phase(self, name: str) -> Phase | None:
         """Return the phase called ``name``, or ``None`` if the handshake had none."""
@@ -332,42 +331,39 @@ class HandshakeSpan:
 
         return handshake_to_dict(self)
 
-    def _timing(self) -> tuple[_timeline.Tiling, tuple[Message, ...]]:
-        """Phases and messages: cheap, computed on first read, without parsing."""
-        tiling, messages = self._tiling, self._messages
-        if tiling is None or messages is None:
+    def _tiling_(self) -> _timeline.Tiling:
+        return self._lazy(
+            "_tiling", lambda: _timeline.tile(self._events, self._side, self._start, self._end)
+        )
+
+    def _compute_phases(self) -> tuple[Phase, ...]:
+        tiling = self._tiling_()
+        bounds, cpu = tiling.bounds, tiling.cpu
+        return tuple(
+            Phase(name=name, start_ns=bounds[i], end_ns=bounds[i + 1], cpu_ns=cpu[i])
+            for i, name in enumerate(tiling.names)
+        )
+
+    def _compute_facts(self) -> HandshakeFacts:
+        from tlstiming._facts import build_facts  # noqa: PLC0415
+
+        records = [(e[2], e[3], e[4], e[5]) for e in self._events if e[3] >= 0]
+        return build_facts(records, side=self._side)
+
+    def _lazy(self, slot: str, compute: Callable[[], _T]) -> _T:
+        """Compute a view of the raw events once, on first read (any thread)."""
+        value: _T | None = getattr(self, slot)
+        if value is None:
             with _COMPUTE_LOCK:
-                if self._messages is None:
-                    events = self._events
-                    self._tiling = _timeline.tile(events, self._side, self._start, self._end)
-                    self._records = tuple(_records(events))
-                    self._messages = tuple(_messages(events))
-                    self._drop_events()
-            tiling, messages = self._tiling, self._messages
-        assert tiling is not None
-        assert messages is not None
-        return tiling, messages
-
-    def _parsed(self) -> HandshakeFacts:
-        """Facts: parsed from the messages' bytes on first read."""
-        facts = self._facts
-        if facts is None:
-            from tlstiming._facts import build_facts  # noqa: PLC0415
-
-            with _COMPUTE_LOCK:
-                if self._facts is None:
-                    records = [(e[2], e[3], e[4], e[5]) for e in self._events if e[3] >= 0]
-                    self._facts = build_facts(records, side=self._side)
-                    self._drop_events()
-            facts = self._facts
-        assert facts is not None
-        return facts
-
-    def _drop_events(self) -> None:
-        # The raw bytes can hold session tickets (a resuming ClientHello):
-        # once both views are built, nothing needs them.
-        if self._facts is not None and self._messages is not None:
-            self._events = ()
+                value = getattr(self, slot)
+                if value is None:
+                    value = compute()
+                    setattr(self, slot, value)
+                    if None not in (self._tiling, self._messages, self._records, self._facts):
+                        # The raw bytes can hold session tickets (a resuming
+                        # ClientHello): once every view exists, nothing needs them.
+                        self._events = ()
+        return value
 
 
 def _messages(events: Sequence[_timeline.RawEvent]) -> list[Message]:
