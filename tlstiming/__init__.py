@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tlstiming._certs import CertificateInfo
-from tlstiming._conn import TimedSSLObject, TimedSSLSocket
+from tlstiming._classes import TimedSSLObject, TimedSSLSocket
 from tlstiming._conn import span_of as _span_of
 from tlstiming._delivery import subscribe, unsubscribe
 from tlstiming._errors import HandshakeAbandoned, ParseError, TLSTimingError

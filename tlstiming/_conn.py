@@ -1,4 +1,4 @@
-"""Per-connection recording: the message callback and the timed connection classes.
+"""Per-connection recording: the message callback, the handshake's end, the detach.
 
 Everything a connection records lives in its own ``__dict__`` (CPython builds
 ``SSLSocket``/``SSLObject`` with ``cls.__new__``, so no ``__init__`` of ours
@@ -34,12 +34,15 @@ from tlstiming._verify import PeerInfo, Verification, VerifierRejected, run_veri
 from tlstiming.spans import HandshakeSpan
 
 __all__ = [
-    "TimedSSLObject",
-    "TimedSSLSocket",
     "chained_on_message",
+    "close_pending",
+    "drive",
+    "forget_detach",
     "on_message",
+    "reattach",
+    "session_of",
+    "settle_pending",
     "span_of",
-    "timed_class",
     "timed_sni_callback",
 ]
 
@@ -59,9 +62,6 @@ CHECKS: Final = "_tlstiming_checks"  # verifications of a span awaiting its TLS 
 
 _WANT: Final = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 OP_NO_RENEGOTIATION: Final = ssl.OP_NO_RENEGOTIATION
-_SOCKET_CONTEXT: Any = ssl.SSLSocket.context
-_SOCKET_SESSION: Any = ssl.SSLSocket.session
-_OBJECT_SESSION: Any = ssl.SSLObject.session
 
 
 def on_message(
@@ -371,7 +371,8 @@ def _detach(conn: Any, server_side: bool) -> None:
     conn.__dict__[DETACHED] = context
 
 
-def _reattach(conn: Any) -> None:
+def reattach(conn: Any) -> None:
+    """Move a detached connection back to its context (post-handshake auth needs it)."""
     context = conn.__dict__.pop(DETACHED, None)
     if context is not None and conn._sslobj is not None:
         conn._sslobj.context = context
@@ -454,112 +455,33 @@ def _abandon(conn: Any) -> None:
         _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
 
 
-# -- the connection classes ----------------------------------------------------
+def drive(conn: Any, handshake: Callable[..., None], *args: Any) -> None:
+    """Run one ``do_handshake`` call of ``conn`` (``handshake(*args)``) and record it.
+
+    A call that needs more data (``SSLWantReadError``/``SSLWantWriteError``,
+    the non-blocking and BIO paths) only marks its end; the call that
+    completes or fails the handshake ends the recording. The caller's
+    exception passes through unchanged; a verifier's rejection is raised here.
+    """
+    events = _enter(conn)
+    if events is None:
+        handshake(*args)
+        return
+    try:
+        handshake(*args)
+    except _WANT:
+        events.append((_perf(), _cpu(), "", EXIT, 0, b""))
+        raise
+    except BaseException as exc:
+        _leave(conn, events, exc)
+        raise
+    rejected = _leave(conn, events, None)
+    if rejected is not None:
+        _refuse(conn)
+        raise rejected
 
 
-class TimedSSLSocket(ssl.SSLSocket):
-    """``ssl.SSLSocket`` that records its handshake. Used by :class:`TimedSSLContext`."""
-
-    def do_handshake(self, block: bool = False) -> None:
-        events = _enter(self)
-        if events is None:
-            return super().do_handshake(block)
-        try:
-            super().do_handshake(block)
-        except _WANT:
-            events.append((_perf(), _cpu(), "", EXIT, 0, b""))
-            raise
-        except BaseException as exc:
-            _leave(self, events, exc)
-            raise
-        rejected = _leave(self, events, None)
-        if rejected is not None:
-            _refuse(self)
-            raise rejected
-        return None
-
-    @property
-    def context(self) -> ssl.SSLContext:
-        return self._context  # type: ignore[attr-defined,no-any-return]
-
-    @context.setter
-    def context(self, ctx: ssl.SSLContext) -> None:
-        self.__dict__.pop(DETACHED, None)
-        _SOCKET_CONTEXT.fset(self, ctx)
-
-    @property
-    def session(self) -> ssl.SSLSession | None:
-        return _session(self)
-
-    @session.setter
-    def session(self, session: ssl.SSLSession | None) -> None:
-        _SOCKET_SESSION.fset(self, session)
-
-    def verify_client_post_handshake(self) -> None:
-        _reattach(self)
-        super().verify_client_post_handshake()
-
-    def _real_close(self) -> None:
-        if self.__dict__.get(EVENTS):
-            _abandon(self)
-        super()._real_close()  # type: ignore[misc]
-
-
-class TimedSSLObject(ssl.SSLObject):
-    """``ssl.SSLObject`` that records its handshake. Used by :class:`TimedSSLContext`."""
-
-    def do_handshake(self) -> None:
-        events = _enter(self)
-        if events is None:
-            return super().do_handshake()
-        try:
-            super().do_handshake()
-        except _WANT:
-            events.append((_perf(), _cpu(), "", EXIT, 0, b""))
-            raise
-        except BaseException as exc:
-            _leave(self, events, exc)
-            raise
-        rejected = _leave(self, events, None)
-        if rejected is not None:
-            raise rejected
-        return None
-
-    @property
-    def context(self) -> ssl.SSLContext:
-        detached = self.__dict__.get(DETACHED)
-        return detached if detached is not None else self._sslobj.context  # type: ignore[attr-defined,no-any-return]
-
-    @context.setter
-    def context(self, ctx: ssl.SSLContext) -> None:
-        self.__dict__.pop(DETACHED, None)
-        self._sslobj.context = ctx  # type: ignore[attr-defined]
-
-    @property
-    def session(self) -> ssl.SSLSession | None:
-        return _session(self)
-
-    @session.setter
-    def session(self, session: ssl.SSLSession | None) -> None:
-        _OBJECT_SESSION.fset(self, session)
-
-    def verify_client_post_handshake(self) -> None:
-        _reattach(self)
-        super().verify_client_post_handshake()
-
-    def unwrap(self) -> Any:
-        if PENDING in self.__dict__:
-            _settle(self, None)
-        return super().unwrap()
-
-    def __del__(self) -> None:
-        # asyncio drops an SSLObject whose handshake lost its connection or
-        # timed out without telling it: the span is delivered from here.
-        if self.__dict__.get(EVENTS):
-            _abandon(self)
-
-
-def _session(conn: Any) -> ssl.SSLSession | None:
+def session_of(conn: Any) -> ssl.SSLSession | None:
     """The session, bound to the caller's context even after :func:`_detach`."""
     sslobj = conn._sslobj
     if sslobj is None:
@@ -575,18 +497,18 @@ def _session(conn: Any) -> ssl.SSLSession | None:
         sslobj.context = quiet
 
 
-_derived: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
+def close_pending(conn: Any) -> None:
+    """The connection is closing: deliver a span still waiting or abandoned."""
+    if conn.__dict__.get(EVENTS):
+        _abandon(conn)
 
 
-def timed_class(cls: type, timed: type) -> type:
-    """Mix the timing of ``timed`` into a caller's own connection class."""
-    plain = timed.__bases__[0]
-    if issubclass(cls, timed) or not issubclass(cls, plain):
-        return cls
-    derived = _derived.get(cls)
-    if derived is None:
-        derived = type(cls.__name__, (timed, cls), {"_tlstiming_user_class": cls})
-        derived.__module__ = cls.__module__
-        derived.__qualname__ = cls.__qualname__
-        _derived[cls] = derived
-    return derived
+def forget_detach(conn: Any) -> None:
+    """The caller set the connection's context: it is no longer detached."""
+    conn.__dict__.pop(DETACHED, None)
+
+
+def settle_pending(conn: Any) -> None:
+    """Deliver a TLS 1.3 client-auth span still waiting for its first read."""
+    if PENDING in conn.__dict__:
+        _settle(conn, None)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tlstiming import _conn
-from tlstiming._conn import TimedSSLObject, TimedSSLSocket, timed_class
+from tlstiming._classes import TimedSSLObject, TimedSSLSocket, timed_class
 from tlstiming._trust import ContextStats, TrustAccount
 from tlstiming._verify import OnError, PeerInfo, Verdict, VerifierSpec
 from tlstiming.spans import Sink
