@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Final
 
@@ -71,10 +71,20 @@ class CertificateInfo:
 
     def to_dict(self) -> dict[str, object]:
         """Return a JSON-ready dict; datetimes become ISO 8601 strings."""
-        out = asdict(self)
-        out["not_before"] = self.not_before.isoformat()
-        out["not_after"] = self.not_after.isoformat()
-        return out
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "not_before": self.not_before.isoformat(),
+            "not_after": self.not_after.isoformat(),
+            "key_type": self.key_type,
+            "key_size": self.key_size,
+            "curve": self.curve,
+            "signature_algorithm": self.signature_algorithm,
+            "sha256": self.sha256,
+            "size": self.size,
+            "self_signed": self.self_signed,
+            "parse_error": self.parse_error,
+        }
 
 
 @functools.lru_cache(maxsize=256)
