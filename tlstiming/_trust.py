@@ -44,7 +44,15 @@ class ContextStats:
 class TrustAccount:
     """The mutable counters behind :class:`ContextStats` (one per context)."""
 
-    __slots__ = ("build_ns", "context_id", "handshakes", "load_ns", "loads", "loads_seen")
+    __slots__ = (
+        "_counter",
+        "build_ns",
+        "context_id",
+        "handshakes",
+        "load_ns",
+        "loads",
+        "loads_seen",
+    )
 
     def __init__(self, build_ns: int) -> None:
         self.context_id = next(_context_ids)
@@ -53,6 +61,9 @@ class TrustAccount:
         self.load_ns = 0
         self.loads_seen = 0
         self.handshakes = 0
+        self._counter = itertools.count(
+            1
+        )  # next() is atomic: concurrent handshakes get distinct numbers
 
     def record_load(self, ns: int) -> None:
         """Count one trust-store load that took ``ns``."""
@@ -61,11 +72,11 @@ class TrustAccount:
 
     def on_handshake(self) -> tuple[int, int, int, int, int, int]:
         """Count a handshake; return the snapshot a span keeps (a plain tuple: cheap)."""
-        self.handshakes += 1
+        self.handshakes = index = next(self._counter)
         loads = self.loads
         since = loads - self.loads_seen
         self.loads_seen = loads
-        return (self.context_id, self.build_ns, loads, self.load_ns, self.handshakes, since)
+        return (self.context_id, self.build_ns, loads, self.load_ns, index, since)
 
 
 def stats(snapshot: tuple[int, int, int, int, int, int]) -> ContextStats:
