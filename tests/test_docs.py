@@ -123,3 +123,19 @@ def test_import_does_not_pull_optional_integrations() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_public_name_resolves_lazily() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tlstiming; "
+        "assert 'tlstiming.context' not in sys.modules; "
+        "names = [getattr(tlstiming, n) for n in tlstiming.__all__]; "
+        "assert 'tlstiming.context' in sys.modules; "
+        "assert sorted(dir(tlstiming)) == sorted(set(dir(tlstiming)) | set(tlstiming.__all__))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        tlstiming.nope  # type: ignore[attr-defined]  # noqa: B018
