@@ -8,14 +8,19 @@ context yields an immutable :class:`HandshakeSpan`.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 if TYPE_CHECKING:
+    import ssl
+
+    import httpx as _httpx  # not `httpx`: that name is the submodule tlstiming.httpx
+
     from tlstiming._certs import CertificateInfo
     from tlstiming._classes import TimedSSLObject, TimedSSLSocket
     from tlstiming._delivery import subscribe, unsubscribe
     from tlstiming._errors import HandshakeAbandoned, ParseError, TLSTimingError
     from tlstiming._facts import AlertFact, HandshakeFacts
+    from tlstiming._request import ConnectAttempt, ConnectionInfo, RequestError, RequestSpan
     from tlstiming._trust import ContextStats
     from tlstiming._verify import (
         PeerInfo,
@@ -42,6 +47,8 @@ if TYPE_CHECKING:
 _WHERE: dict[str, str] = {
     "AlertFact": "tlstiming._facts",
     "CertificateInfo": "tlstiming._certs",
+    "ConnectAttempt": "tlstiming._request",
+    "ConnectionInfo": "tlstiming._request",
     "ContextStats": "tlstiming._trust",
     "HandshakeAbandoned": "tlstiming._errors",
     "HandshakeError": "tlstiming.spans",
@@ -52,6 +59,8 @@ _WHERE: dict[str, str] = {
     "PeerInfo": "tlstiming._verify",
     "Phase": "tlstiming.spans",
     "Record": "tlstiming.spans",
+    "RequestError": "tlstiming._request",
+    "RequestSpan": "tlstiming._request",
     "SCHEMA_VERSION": "tlstiming.spans",
     "Sink": "tlstiming.spans",
     "SpanRecorder": "tlstiming.recorder",
@@ -87,6 +96,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "AlertFact",
     "CertificateInfo",
+    "ConnectAttempt",
+    "ConnectionInfo",
     "ContextStats",
     "HandshakeAbandoned",
     "HandshakeError",
@@ -97,6 +108,8 @@ __all__ = [
     "PeerInfo",
     "Phase",
     "Record",
+    "RequestError",
+    "RequestSpan",
     "Sink",
     "SpanRecorder",
     "TLSTimingError",
@@ -118,19 +131,34 @@ __all__ = [
 __version__ = "0.1.0.dev0"
 
 
-def span_of(obj: Any) -> HandshakeSpan | None:
+@overload
+def span_of(obj: ssl.SSLSocket | ssl.SSLObject) -> HandshakeSpan | None: ...
+@overload
+def span_of(obj: _httpx.Response | _httpx.Request) -> RequestSpan | None: ...
+@overload
+def span_of(obj: object) -> HandshakeSpan | RequestSpan | None: ...
+
+
+def span_of(obj: Any) -> HandshakeSpan | RequestSpan | None:
     """Return the span recorded for ``obj``.
 
     Args:
         obj: an ``ssl.SSLSocket`` or ``ssl.SSLObject`` made by a
-            :class:`TimedSSLContext`.
+            :class:`TimedSSLContext`, or an ``httpx.Response`` (or its
+            ``Request``) sent through :mod:`tlstiming.httpx`.
 
     Returns:
-        Its :class:`HandshakeSpan`, or ``None`` before its handshake ended
-        or for a connection no TimedSSLContext made.
+        The connection's :class:`HandshakeSpan` or the response's
+        :class:`RequestSpan`; ``None`` before the handshake ended (or the
+        response was closed), or for anything tlstiming did not record.
     """
     from tlstiming._conn import span_of as _span_of  # noqa: PLC0415
+    from tlstiming._request import EXTENSION_KEY, RequestSpan  # noqa: PLC0415
     from tlstiming.spans import HandshakeSpan  # noqa: PLC0415
 
+    extensions = getattr(obj, "extensions", None)
+    if isinstance(extensions, dict):  # httpx.Response / httpx.Request
+        request_span = extensions.get(EXTENSION_KEY)
+        return request_span if isinstance(request_span, RequestSpan) else None
     span = _span_of(obj)
     return span if isinstance(span, HandshakeSpan) else None

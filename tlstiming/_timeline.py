@@ -30,10 +30,10 @@ __all__ = [
     "VERIFY_END",
     "VERIFY_PREFIX",
     "VERIFY_START",
-    "in_call_cpu",
     "RawEvent",
     "Side",
     "Tiling",
+    "in_call_cpu",
     "tile",
 ]
 

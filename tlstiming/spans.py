@@ -423,4 +423,9 @@ def _records(events: Sequence[_timeline.RawEvent]) -> list[Record]:
 
 
 Sink = Callable[[HandshakeSpan], None]
-"""A sink receives every span as it completes. It must not block for long."""
+"""A sink receives every span as it completes. It must not block for long.
+
+Context sinks receive handshake spans only. Global sinks (``tlstiming.subscribe``)
+also receive the request spans of ``tlstiming.httpx`` transports
+(``tlstiming.httpx.RequestSink``); tell them apart by ``span.kind``.
+"""
