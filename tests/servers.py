@@ -238,7 +238,10 @@ class LoopbackServer:
         thread.start()
 
     def _serve(self, raw: socket.socket) -> None:
-        peer = raw.getpeername()[:2]
+        try:
+            peer = raw.getpeername()[:2]
+        except OSError:  # the client already left
+            peer = ("", 0)
         result = ServerResult(peer=peer, error=None)
         try:
             result = self._handle(raw, peer)

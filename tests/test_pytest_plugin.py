@@ -345,7 +345,9 @@ def test_marker_checks_budgets_after_the_test(inner: pytest.Pytester) -> None:
     assert "round trips: 2 > budget 1" in out
     assert "slow.test" not in out
     assert "During handling" not in out
-    assert out.count("Budget(total_ms=10, phases={'certificate': 2}) not met by 1 of 1") == 1
+    # Once in the failure report (the summary line repeats it in full when CI is set).
+    report = out.split("short test summary info", 1)[0]
+    assert report.count("Budget(total_ms=10, phases={'certificate': 2}) not met by 1 of 1") == 1
     result.stdout.fnmatch_lines(
         [
             "FAILED *test_phase_over*",
@@ -538,7 +540,7 @@ def test_recipe_staging_p95(
         monkeypatch.setenv("STAGING_PORT", str(server.port))
         monkeypatch.setenv("SSL_CERT_FILE", server.ca_file)
         result = run(inner)
-        assert server.handshakes == 20
+        assert server.accepted == 20  # handshakes may still be finishing server-side
     result.assert_outcomes(**{outcome: 1})
     if outcome == "failed":
         result.stdout.fnmatch_lines(["*p95 over 20 spans: * ms > budget 0.000 ms"])

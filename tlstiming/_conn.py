@@ -15,7 +15,7 @@ import ssl
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tlstiming import _build, _delivery
 from tlstiming._build import build_span
@@ -32,6 +32,9 @@ from tlstiming._timeline import (
 )
 from tlstiming._verify import PeerInfo, Verification, VerifierRejected, run_verifiers
 from tlstiming.spans import HandshakeSpan
+
+if TYPE_CHECKING:
+    from tlstiming._facts import HandshakeFacts
 
 __all__ = [
     "chained_on_message",
@@ -144,12 +147,13 @@ def _leave(conn: Any, events: list[RawEvent], exc: BaseException | None) -> Veri
     try:
         verifiers: tuple[Any, ...] = getattr(d[CONTEXT], "_tlstiming_verifiers", ())
         checks: tuple[Verification, ...] = ()
+        facts = None
         if exc is None and verifiers:
-            rejected, checks = _verify(conn, events, d[CONTEXT])
+            rejected, checks, facts = _verify(conn, events, d[CONTEXT])
             end = events[-1][0]
             exc = rejected
         if exc is not None:
-            _publish(conn, _span(conn, events, end, exc, verifications=checks))
+            _publish(conn, _span(conn, events, end, exc, verifications=checks), facts)
         elif CERTIFICATE_REQUEST in d and _awaits_verdict(conn, events):
             # TLS 1.3 client auth: the server's verdict arrives with the first read.
             d[EVENTS] = events
@@ -158,7 +162,7 @@ def _leave(conn: Any, events: list[RawEvent], exc: BaseException | None) -> Veri
             d[SPAN] = _span(conn, events, end, None, verifications=checks)
             conn.read = _settling_read(conn)
         else:
-            _complete(conn, d, events, end, checks)
+            _complete(conn, d, events, end, checks, facts)
     except Exception:
         _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
     return rejected
@@ -166,8 +170,11 @@ def _leave(conn: Any, events: list[RawEvent], exc: BaseException | None) -> Veri
 
 def _verify(
     conn: Any, events: list[RawEvent], context: Any
-) -> tuple[VerifierRejected | None, tuple[Verification, ...]]:
-    """Run the context's verifiers; their start and end become markers on the timeline."""
+) -> tuple[VerifierRejected | None, tuple[Verification, ...], HandshakeFacts]:
+    """Run the context's verifiers; their start and end become markers on the timeline.
+
+    The facts parsed for them are returned so the span need not parse again.
+    """
 
     def mark(name: str, starting: bool) -> int:
         now = _perf()
@@ -175,11 +182,12 @@ def _verify(
         events.append((now, _cpu(), "", kind, 0, name.encode()))
         return now
 
-    checks, rejected = run_verifiers(context._tlstiming_verifiers, _peer_info(conn, events), mark)
-    return rejected, tuple(checks)
+    peer, facts = _peer_info(conn, events)
+    checks, rejected = run_verifiers(context._tlstiming_verifiers, peer, mark)
+    return rejected, tuple(checks), facts
 
 
-def _peer_info(conn: Any, events: list[RawEvent]) -> PeerInfo:
+def _peer_info(conn: Any, events: list[RawEvent]) -> tuple[PeerInfo, HandshakeFacts]:
     from tlstiming._facts import build_facts  # noqa: PLC0415
 
     server_side = conn.server_side
@@ -191,7 +199,7 @@ def _peer_info(conn: Any, events: list[RawEvent]) -> PeerInfo:
     if not chain:  # resumed: the session remembers only the peer's leaf
         leaf = conn.getpeercert(binary_form=True)
         chain = (leaf,) if leaf else ()
-    return PeerInfo(
+    peer = PeerInfo(
         side="server" if server_side else "client",
         server_hostname=conn.server_hostname,
         sni=facts.sni,
@@ -203,6 +211,7 @@ def _peer_info(conn: Any, events: list[RawEvent]) -> PeerInfo:
         context=conn.__dict__[CONTEXT],
         may_block=isinstance(conn, ssl.SSLSocket) and conn.gettimeout() != 0.0,
     )
+    return peer, facts
 
 
 def _refuse(conn: Any) -> None:
@@ -218,6 +227,7 @@ def _complete(
     events: list[RawEvent],
     end: int,
     checks: tuple[Verification, ...] = (),
+    facts: HandshakeFacts | None = None,
 ) -> None:
     """The common case: build, deliver, detach.
 
@@ -240,6 +250,8 @@ def _complete(
         None if account is None else account.on_handshake(),
         checks,
     )
+    if facts is not None:
+        span._facts = facts
     for sink in getattr(context, "_tlstiming_sinks", ()):
         try:
             sink(span)
@@ -272,7 +284,9 @@ def _span(
     )
 
 
-def _publish(conn: Any, span: Any) -> None:
+def _publish(conn: Any, span: Any, facts: HandshakeFacts | None = None) -> None:
+    if facts is not None:
+        span._facts = facts
     d = conn.__dict__
     d[SPAN] = span
     _delivery.deliver(d.get(CONTEXT), span)

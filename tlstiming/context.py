@@ -113,7 +113,7 @@ class TimedSSLContext(ssl.SSLContext):
                 ``None`` or a :class:`~tlstiming.Verdict`, or raises
                 :class:`~tlstiming.VerificationFailed` to reject.
             name: its name on the span (phase ``verify:<name>``); defaults
-                to the callable's name.
+                to the verifier's ``name`` attribute, else its ``__name__``.
             timeout: seconds; if set, the verifier runs on a worker thread
                 and the caller stops waiting for it after that long.
             on_error: what an unexpected exception or a timeout does:
@@ -130,7 +130,12 @@ class TimedSSLContext(ssl.SSLContext):
             raise ValueError("timeout must be positive")
         if on_error not in ("reject", "accept"):
             raise ValueError(f"on_error must be 'reject' or 'accept', not {on_error!r}")
-        label = name or getattr(verifier, "__name__", None) or type(verifier).__name__
+        label = (
+            name
+            or getattr(verifier, "name", None)
+            or getattr(verifier, "__name__", None)
+            or type(verifier).__name__
+        )
         spec = VerifierSpec(verifier, label, timeout, on_error)
         self._tlstiming_verifiers = (*self._tlstiming_verifiers, spec)
 

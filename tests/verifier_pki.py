@@ -1,0 +1,321 @@
+"""A PKI for the verifier tests, built with ``cryptography``: root -> intermediate -> leaf.
+
+trustme cannot put AIA (OCSP) or CRL distribution points into certificates,
+so these are built here, with every extension a WebPKI path builder expects
+(SKI/AKI, key usage, extended key usage, SAN). Also: OCSP responses and
+CRLs signed by any authority, for the loopback responders and for staples.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+
+from tlstiming._verify import PeerInfo
+
+Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+Status = Literal["good", "revoked", "unknown"]
+DAY = datetime.timedelta(days=1)
+REVOKED_AT = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class Authority:
+    """A CA (or an OCSP responder): its certificate and private key."""
+
+    cert: x509.Certificate
+    key: Key
+
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+
+def new_key(kind: str = "ec") -> Key:
+    if kind == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    return rsa.generate_private_key(public_exponent=65537, key_size=int(kind.split("-")[1]))
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _usage(*, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=not ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def issue(
+    subject: str,
+    issuer: Authority | None,
+    *,
+    ca: bool,
+    key: Key | None = None,
+    hostnames: Sequence[str] = (),
+    eku: Sequence[x509.ObjectIdentifier] = (),
+    ocsp_url: str | None = None,
+    crl_url: str | None = None,
+    not_after: datetime.datetime | None = None,
+    serial: int | None = None,
+) -> Authority:
+    """Issue a certificate (self-signed when ``issuer`` is ``None``)."""
+    key = key or new_key()
+    start = now() - DAY
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer.cert.subject if issuer else _name(subject))
+        .public_key(key.public_key())
+        .serial_number(serial or x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(not_after or start + 365 * DAY)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(_usage(ca=ca), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if issuer is not None:
+        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key())
+        builder = builder.add_extension(aki, critical=False)
+    if hostnames:
+        builder = builder.add_extension(_san(hostnames), critical=False)
+    if eku:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
+    if ocsp_url:
+        builder = builder.add_extension(_aia(ocsp_url), critical=False)
+    if crl_url:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    cert = builder.sign(issuer.key if issuer else key, hashes.SHA256())
+    return Authority(cert=cert, key=key)
+
+
+def _san(hostnames: Sequence[str]) -> x509.SubjectAlternativeName:
+    names: list[x509.GeneralName] = []
+    for host in hostnames:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    return x509.SubjectAlternativeName(names)
+
+
+def _aia(url: str) -> x509.AuthorityInformationAccess:
+    where = x509.UniformResourceIdentifier(url)
+    return x509.AuthorityInformationAccess(
+        [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, where)]
+    )
+
+
+@dataclass(frozen=True)
+class Chain:
+    """root -> intermediate -> leaf (``localhost``, ``127.0.0.1``)."""
+
+    root: Authority
+    intermediate: Authority
+    leaf: Authority
+
+    @property
+    def sent(self) -> tuple[bytes, ...]:
+        """What a correctly configured server sends: leaf, intermediate."""
+        return (self.leaf.der, self.intermediate.der)
+
+
+def make_chain(
+    *,
+    ocsp_url: str | None = None,
+    crl_url: str | None = None,
+    root: Authority | None = None,
+    intermediate: Authority | None = None,
+    **leaf_options: object,
+) -> Chain:
+    """A fresh chain (or a new leaf under the given root and intermediate)."""
+    root = root or issue("Verifier Test Root", None, ca=True)
+    intermediate = intermediate or issue("Verifier Test Intermediate", root, ca=True)
+    leaf = issue(
+        "localhost",
+        intermediate,
+        ca=False,
+        hostnames=("localhost", "127.0.0.1"),
+        eku=(ExtendedKeyUsageOID.SERVER_AUTH,),
+        ocsp_url=ocsp_url,
+        crl_url=crl_url,
+        **leaf_options,  # type: ignore[arg-type]
+    )
+    return Chain(root, intermediate, leaf)
+
+
+def delegated_responder(issuer: Authority, *, ocsp_signing: bool = True) -> Authority:
+    """A responder certificate issued by ``issuer`` (with the OCSP-signing EKU unless told)."""
+    eku = (
+        (ExtendedKeyUsageOID.OCSP_SIGNING,) if ocsp_signing else (ExtendedKeyUsageOID.CLIENT_AUTH,)
+    )
+    return issue("Verifier Test OCSP Responder", issuer, ca=False, eku=eku)
+
+
+def ocsp_response(
+    subject: x509.Certificate | ocsp.OCSPRequest,
+    issuer: Authority,
+    *,
+    status: Status = "good",
+    signer: Authority | None = None,
+    include_signer: bool = False,
+    by_name: bool = False,
+    this_update: datetime.datetime | None = None,
+    next_update: datetime.datetime | Literal["default"] | None = "default",
+    hash_algorithm: hashes.HashAlgorithm | None = None,
+) -> bytes:
+    """A DER OCSP response about ``subject`` (a certificate, or a request's certificate id).
+
+    Signed by ``signer`` (default: the issuer), named by key hash (or by
+    name); a request is answered with its own hash algorithm.
+    """
+    signer = signer or issuer
+    this_update = this_update or now() - datetime.timedelta(minutes=1)
+    if next_update == "default":
+        next_update = this_update + DAY
+    revoked = status == "revoked"
+    common = {
+        "cert_status": _CERT_STATUS[status],
+        "this_update": this_update,
+        "next_update": next_update,
+        "revocation_time": REVOKED_AT if revoked else None,
+        "revocation_reason": x509.ReasonFlags.key_compromise if revoked else None,
+    }
+    builder = ocsp.OCSPResponseBuilder()
+    if isinstance(subject, ocsp.OCSPRequest):
+        builder = builder.add_response_by_hash(
+            issuer_name_hash=subject.issuer_name_hash,
+            issuer_key_hash=subject.issuer_key_hash,
+            serial_number=subject.serial_number,
+            algorithm=subject.hash_algorithm,
+            **common,  # type: ignore[arg-type]
+        )
+    else:
+        builder = builder.add_response(
+            cert=subject,
+            issuer=issuer.cert,
+            algorithm=hash_algorithm or hashes.SHA1(),
+            **common,  # type: ignore[arg-type]
+        )
+    encoding = ocsp.OCSPResponderEncoding.NAME if by_name else ocsp.OCSPResponderEncoding.HASH
+    builder = builder.responder_id(encoding, signer.cert)
+    if include_signer:
+        builder = builder.certificates([signer.cert])
+    response = builder.sign(signer.key, hashes.SHA256())
+    return response.public_bytes(serialization.Encoding.DER)
+
+
+_CERT_STATUS = {
+    "good": ocsp.OCSPCertStatus.GOOD,
+    "revoked": ocsp.OCSPCertStatus.REVOKED,
+    "unknown": ocsp.OCSPCertStatus.UNKNOWN,
+}
+
+
+def crl(
+    issuer: Authority,
+    revoked: Sequence[x509.Certificate] = (),
+    *,
+    signer: Authority | None = None,
+    next_update: datetime.datetime | None = None,
+) -> bytes:
+    """A DER CRL of ``issuer`` listing ``revoked`` (signed by ``signer`` if given)."""
+    next_update = next_update or now() + DAY
+    last_update = min(now() - datetime.timedelta(minutes=1), next_update - DAY)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.cert.subject)
+        .last_update(last_update)
+        .next_update(next_update)
+    )
+    for cert in revoked:
+        entry = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(cert.serial_number)
+            .revocation_date(REVOKED_AT)
+            .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
+            .build()
+        )
+        builder = builder.add_revoked_certificate(entry)
+    signed = builder.sign((signer or issuer).key, hashes.SHA256())
+    return signed.public_bytes(serialization.Encoding.DER)
+
+
+def client_context(*trusted: Authority) -> ssl.SSLContext:
+    """A client context trusting ``trusted``."""
+    return ssl.create_default_context(
+        cadata="".join(a.pem.decode("ascii") for a in trusted) or None
+    )
+
+
+def peer(
+    chain_der: Sequence[bytes],
+    context: ssl.SSLContext,
+    *,
+    staple: bytes | None = None,
+    may_block: bool = True,
+    resumed: bool = False,
+    protocol_version: str = "1.3",
+    side: Literal["client", "server"] = "client",
+) -> PeerInfo:
+    """A hand-built :class:`PeerInfo` for calling a verifier directly."""
+    return PeerInfo(
+        side=side,
+        server_hostname="localhost",
+        sni="localhost",
+        alpn=None,
+        protocol_version=protocol_version,
+        resumed=resumed,
+        chain_der=tuple(chain_der),
+        ocsp_staple=staple,
+        context=context,
+        may_block=may_block,
+    )
+
+
+def server_context(
+    chain: Chain, directory: Path, *, send_intermediate: bool = True
+) -> ssl.SSLContext:
+    """A server context presenting ``chain``'s leaf (and its intermediate unless told)."""
+    certs = chain.leaf.pem + (chain.intermediate.pem if send_intermediate else b"")
+    (directory / "chain.pem").write_bytes(certs)
+    (directory / "key.pem").write_bytes(chain.leaf.key_pem())
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "chain.pem", directory / "key.pem")
+    return context
