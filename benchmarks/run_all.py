@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Final
 
 HERE: Final = Path(__file__).resolve().parent
-BENCHMARKS: Final = ("bench_handshake.py", "bench_datapath.py", "bench_memory.py")
+BENCHMARKS: Final = (
+    "bench_handshake.py",
+    "bench_datapath.py",
+    "bench_memory.py",
+    "bench_sinks.py",
+    "bench_httpx.py",
+)
 ANALYSIS: Final = "analyze_handshake.py"
 
 
