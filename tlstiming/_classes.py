@@ -7,6 +7,7 @@ answer with the caller's context after the connection moved to the quiet twin.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import weakref
 from typing import Any
@@ -87,7 +88,8 @@ class TimedSSLObject(ssl.SSLObject):
     def __del__(self) -> None:
         # asyncio drops an SSLObject whose handshake lost its connection or
         # timed out without telling it: the span is delivered from here.
-        _conn.close_pending(self)
+        with contextlib.suppress(Exception):  # at interpreter exit modules may be gone
+            _conn.close_pending(self)
 
 
 _derived: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
