@@ -8,18 +8,15 @@ context yields an immutable :class:`HandshakeSpan`.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import ssl
-
-    import httpx as _httpx  # not `httpx`: that name is the submodule tlstiming.httpx
-
     from tlstiming._certs import CertificateInfo
     from tlstiming._classes import TimedSSLObject, TimedSSLSocket
     from tlstiming._delivery import subscribe, unsubscribe
     from tlstiming._errors import HandshakeAbandoned, ParseError, TLSTimingError
     from tlstiming._facts import AlertFact, HandshakeFacts
+    from tlstiming._lookup import span_of
     from tlstiming._request import ConnectAttempt, ConnectionInfo, RequestError, RequestSpan
     from tlstiming._trust import ContextStats
     from tlstiming._verify import (
@@ -74,6 +71,7 @@ _WHERE: dict[str, str] = {
     "Verifier": "tlstiming._verify",
     "VerifierRejected": "tlstiming._verify",
     "create_default_context": "tlstiming.context",
+    "span_of": "tlstiming._lookup",
     "subscribe": "tlstiming._delivery",
     "unsubscribe": "tlstiming._delivery",
 }
@@ -129,36 +127,3 @@ __all__ = [
 ]
 
 __version__ = "0.1.0.dev0"
-
-
-@overload
-def span_of(obj: ssl.SSLSocket | ssl.SSLObject) -> HandshakeSpan | None: ...
-@overload
-def span_of(obj: _httpx.Response | _httpx.Request) -> RequestSpan | None: ...
-@overload
-def span_of(obj: object) -> HandshakeSpan | RequestSpan | None: ...
-
-
-def span_of(obj: Any) -> HandshakeSpan | RequestSpan | None:
-    """Return the span recorded for ``obj``.
-
-    Args:
-        obj: an ``ssl.SSLSocket`` or ``ssl.SSLObject`` made by a
-            :class:`TimedSSLContext`, or an ``httpx.Response`` (or its
-            ``Request``) sent through :mod:`tlstiming.httpx`.
-
-    Returns:
-        The connection's :class:`HandshakeSpan` or the response's
-        :class:`RequestSpan`; ``None`` before the handshake ended (or the
-        response was closed), or for anything tlstiming did not record.
-    """
-    from tlstiming._conn import span_of as _span_of  # noqa: PLC0415
-    from tlstiming._request import EXTENSION_KEY, RequestSpan  # noqa: PLC0415
-    from tlstiming.spans import HandshakeSpan  # noqa: PLC0415
-
-    extensions = getattr(obj, "extensions", None)
-    if isinstance(extensions, dict):  # httpx.Response / httpx.Request
-        request_span = extensions.get(EXTENSION_KEY)
-        return request_span if isinstance(request_span, RequestSpan) else None
-    span = _span_of(obj)
-    return span if isinstance(span, HandshakeSpan) else None
