@@ -15,8 +15,12 @@ from tlstiming.spans import SCHEMA_VERSION, HandshakeSpan, Phase
 __all__ = ["handshake_to_dict"]
 
 
-def handshake_to_dict(span: HandshakeSpan) -> dict[str, Any]:
-    """Flatten a handshake span; see ``docs/schema.md`` for every key."""
+def handshake_to_dict(span: HandshakeSpan, *, timeline: bool = True) -> dict[str, Any]:
+    """Flatten a handshake span; see ``docs/schema.md`` for every key.
+
+    With ``timeline=False`` the per-certificate, per-message and per-record
+    lists are ``None`` (log events do without them; they cost most of the time).
+    """
     facts = span.facts
     out: dict[str, Any] = {
         "tlstiming.schema": SCHEMA_VERSION,
@@ -52,9 +56,12 @@ def handshake_to_dict(span: HandshakeSpan) -> dict[str, Any]:
         "tls.server.signature_scheme": facts.signature_scheme,
     }
     out.update(_leaf(span))
-    out["tls.server.chain"] = [c.to_dict() for c in facts.certificates]
+    out["tls.server.chain"] = [c.to_dict() for c in facts.certificates] if timeline else None
     out.update(_error(span))
     out["tlstiming.phases"] = [_phase(p, span.start_ns) for p in span.phases]
+    if not timeline:
+        out["tlstiming.messages"] = out["tlstiming.records"] = None
+        return _tail(span, out)
     out["tlstiming.messages"] = [
         {
             "t_ns": m.t_ns - span.start_ns,
@@ -76,7 +83,11 @@ def handshake_to_dict(span: HandshakeSpan) -> dict[str, Any]:
         }
         for r in span.records
     ]
-    out["tlstiming.parse_errors"] = list(facts.parse_errors)
+    return _tail(span, out)
+
+
+def _tail(span: HandshakeSpan, out: dict[str, Any]) -> dict[str, Any]:
+    out["tlstiming.parse_errors"] = list(span.facts.parse_errors)
     out["tlstiming.verifications"] = [
         {
             "name": v.name,

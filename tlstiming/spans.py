@@ -325,11 +325,17 @@ class HandshakeSpan:
         """Return the phase called ``name``, or ``None`` if the handshake had none."""
         return next((p for p in self.phases if p.name == name), None)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict with the stable keys documented in ``docs/schema.md``."""
+    def to_dict(self, *, timeline: bool = True) -> dict[str, Any]:
+        """Return a JSON-ready dict with the stable keys documented in ``docs/schema.md``.
+
+        Args:
+            timeline: ``False`` leaves the lists of certificates, messages and
+                records out (``None``): what log events keep, at a third of
+                the cost.
+        """
         from tlstiming._export import handshake_to_dict  # noqa: PLC0415
 
-        return handshake_to_dict(self)
+        return handshake_to_dict(self, timeline=timeline)
 
     def _tiling_(self) -> _timeline.Tiling:
         return self._lazy(

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Protocol
 
+from tlstiming.spans import HandshakeSpan
+
 __all__ = [
     "CONTEXT_KEYS",
     "LOG_SCHEMA_VERSION",
@@ -75,10 +77,12 @@ def flatten(span: SpanLike) -> dict[str, Any]:
     connection) gets the handshake's fields too, unless its dict already
     nests them.
     """
-    data = span.to_dict()
+    # The lists of certificates, messages and records are not log fields:
+    # a handshake span can leave them out, which is most of its export's cost.
+    data = span.to_dict(timeline=False) if isinstance(span, HandshakeSpan) else span.to_dict()
     handshake = getattr(span, "handshake", None)
     if handshake is not None and data.get("tlstiming.handshake") is None:
-        data = {**data, "tlstiming.handshake": handshake.to_dict()}
+        data = {**data, "tlstiming.handshake": handshake.to_dict(timeline=False)}
     return flatten_dict(data)
 
 
