@@ -299,7 +299,7 @@ def _peer(conn: Any) -> tuple[str, int] | None:
         address = conn.getpeername()
     except (OSError, ValueError):
         return None
-    return (str(address[0]), int(address[1])) if isinstance(address, tuple) else None
+    return (address[0], address[1]) if isinstance(address, tuple) else None
 
 
 def _awaits_verdict(conn: Any, events: list[RawEvent]) -> bool:
