@@ -9,12 +9,12 @@ not timed) and reused for every round. Two workloads:
 ``small``
     ``--exchanges`` round trips of a 64-byte write and a 64-byte read.
 
-Variants: ``plain``; ``tlstiming`` (detached from the message callback after
-the handshake); ``naive`` (a bare timestamp-appending callback left
+Variants: ``plain``; ``tlstiming`` (OpenSSL stops calling back for the
+connection after the handshake; ``tests/test_data_path.py`` proves it by
+counting calls); ``naive`` (a bare timestamp-appending callback left
 attached: what the detach saves); ``noop`` (a callback that does nothing,
-left attached: the price of any Python callback). With TLS 1.2 a
-TimedSSLContext stays attached unless renegotiation is disabled
-(``ssl.OP_NO_RENEGOTIATION``): both rows are shown.
+left attached: the price of any Python callback). TLS 1.2 is shown with
+default options and with ``ssl.OP_NO_RENEGOTIATION``.
 """
 
 from __future__ import annotations
@@ -118,10 +118,9 @@ def contexts(certs: Certs) -> dict[str, tuple[str, ssl.SSLContext]]:
     }
 
 
-def attached(tls: ssl.SSLSocket) -> bool:
-    """Whether the connection's current context has a message callback."""
-    current = tls._sslobj.context  # type: ignore[attr-defined]
-    return ssl._SSLContext._msg_callback.__get__(current) is not None  # type: ignore[attr-defined]
+def attached(name: str) -> bool:
+    """Whether the variant keeps a Python callback on the data path (by construction)."""
+    return name.endswith(("naive", "noop"))
 
 
 @contextlib.contextmanager
@@ -141,18 +140,18 @@ def connections(certs: Certs, ports: dict[str, int]) -> Iterator[dict[str, ssl.S
 def report(samples: Samples, conns: dict[str, ssl.SSLSocket], kind: str, unit: str) -> bool:
     """Print one workload's table; return whether the budget is met."""
     rows, met = [], True
-    for name, tls in conns.items():
+    for name in conns:
         version = name.split()[0]
         base, key = f"{kind} {version} plain", f"{kind} {name}"
         t = median_ns(samples, key) / 1e6
-        row = [name, f"{t:.1f}", "yes" if attached(tls) else "no"]
+        row = [name, f"{t:.1f}", "yes" if attached(name) else "no"]
         if key == base:
             rows.append([*row, "1", "", "1"])
             continue
         r = ratio(samples, key, base)
         cpu = ratio(samples, key, base, CPU)
         rows.append([*row, r.cell(), f"{r.pooled:.3f}", f"{cpu.median:.3f}"])
-        if name in {"1.3 tlstiming", "1.2 tlstiming+no_reneg"}:
+        if "tlstiming" in name:
             met = met and r.median <= BUDGET
     print(f"{kind}: {unit}; median of per-round ratios to plain of the same version [IQR]")
     headers = ["variant", "ms/piece", "callback", "wall ratio [IQR]", "pooled", "cpu ratio"]
@@ -218,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             and met
         )
     print(
-        f"  budget: 1.3 tlstiming and 1.2 tlstiming+no_reneg <= {BUDGET} "
+        f"  budget: every tlstiming row <= {BUDGET} "
         f"(both workloads): {'met' if met else 'NOT MET'}  ({elapsed:.0f} s)"
     )
     return 0

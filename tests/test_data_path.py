@@ -1,11 +1,11 @@
-"""After the handshake a connection leaves the message callback behind (when it safely can).
+"""After the handshake OpenSSL stops calling back for the connection: the data path is free.
 
-CPython's message-callback wrapper returns without calling into Python when
-the context the connection currently belongs to has no ``_msg_callback``.
-TimedSSLContext moves an established connection to such a context
-(``sock._sslobj.context``) while ``sock.context`` keeps answering with the
-caller's context. These tests prove that structurally, and that data still
-flows both ways unchanged.
+Every test installs a counting wrapper as the context's C-level message
+callback (what OpenSSL really calls, through CPython's wrapper) and counts
+the calls while 1 MiB crosses the established connection: zero means the
+connection left the callback behind. The connection keeps its own context
+(``sock._sslobj.context`` too), so everything that consults it behaves as
+with plain ``ssl``.
 """
 
 from __future__ import annotations
@@ -29,20 +29,18 @@ CHUNK = 16 * 1024
 ROUNDS = 64  # 1 MiB each way
 
 
-def inner_context(conn: ssl.SSLSocket | ssl.SSLObject) -> ssl.SSLContext:
-    """The context OpenSSL's connection really uses now."""
-    sslobj: Any = conn._sslobj  # type: ignore[union-attr]
-    context: ssl.SSLContext = sslobj.context
-    return context
+class Counting:
+    """Wraps the context's C-level callback and counts OpenSSL's calls into Python."""
 
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        self.inner = _C_MSG_CALLBACK.__get__(ctx)
+        assert self.inner is not None
+        self.calls = 0
+        _C_MSG_CALLBACK.__set__(ctx, self)
 
-def is_detached(conn: ssl.SSLSocket | ssl.SSLObject, ctx: TimedSSLContext) -> bool:
-    """The connection runs on a context without a message callback, not on ``ctx``."""
-    inner = inner_context(conn)
-    if inner is ctx:
-        return False
-    assert _C_MSG_CALLBACK.__get__(inner) is None
-    return True
+    def __call__(self, *args: Any) -> Any:
+        self.calls += 1
+        return self.inner(*args)
 
 
 def echo_round_trips(tls: ssl.SSLSocket) -> None:
@@ -56,85 +54,99 @@ def echo_round_trips(tls: ssl.SSLSocket) -> None:
     assert received.digest() == sent.digest()
 
 
-def _client(pki: PKI, **options: Any) -> tuple[TimedSSLContext, SpanRecorder]:
+def _client(pki: PKI, **options: Any) -> tuple[TimedSSLContext, SpanRecorder, Counting]:
     ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
     for name, value in options.items():
         setattr(ctx, name, value)
     recorder = SpanRecorder()
     ctx.add_sink(recorder)
-    return ctx, recorder
+    return ctx, recorder, Counting(ctx)
 
 
 @pytest.mark.parametrize(
-    ("version", "no_renegotiation", "detached"),
+    ("version", "no_renegotiation"),
     [
-        (ssl.TLSVersion.TLSv1_3, False, True),
-        (ssl.TLSVersion.TLSv1_2, True, True),
-        (ssl.TLSVersion.TLSv1_2, False, False),
+        (ssl.TLSVersion.TLSv1_3, False),
+        (ssl.TLSVersion.TLSv1_2, True),
+        (ssl.TLSVersion.TLSv1_2, False),
     ],
     ids=["tls13", "tls12-no-renegotiation", "tls12-renegotiation-allowed"],
 )
-def test_detaches_when_safe(
-    version: ssl.TLSVersion,
-    no_renegotiation: bool,
-    detached: bool,
-    serve: ServeFactory,
-    pki: PKI,
+def test_no_callbacks_after_the_handshake(
+    version: ssl.TLSVersion, no_renegotiation: bool, serve: ServeFactory, pki: PKI
 ) -> None:
-    ctx, recorder = _client(pki)
+    ctx, recorder, counting = _client(pki)
     if no_renegotiation:
         ctx.options |= ssl.OP_NO_RENEGOTIATION
     server = serve(server_context(pki.leaf, maximum_version=version), mode="echo")
     with connect(ctx, server.address) as tls:
-        assert tls.context is ctx
-        assert is_detached(tls, ctx) is detached
+        handshake_calls = counting.calls
+        assert handshake_calls > 10  # the handshake was recorded through it
         echo_round_trips(tls)
+        assert counting.calls == handshake_calls  # not one call on the data path
         assert tls.context is ctx
+        assert tls._sslobj.context is ctx  # type: ignore[attr-defined]
         assert tls.session is not None
-        assert is_detached(tls, ctx) is detached
+        assert tls.getpeercert()  # the context's verify mode still decides
     assert len(recorder) == 1
     assert recorder.spans[0].outcome == "ok"
+    assert _C_MSG_CALLBACK.__get__(ctx) is counting  # the context's callback is back
 
 
-def test_user_msg_callback_never_detaches(serve: ServeFactory, pki: PKI) -> None:
-    ctx, recorder = _client(pki)
+def test_the_next_connection_is_recorded_again(serve: ServeFactory, pki: PKI) -> None:
+    ctx, recorder, _ = _client(pki)
+    server = serve(server_context(pki.leaf), mode="echo")
+    for _ in range(3):
+        with connect(ctx, server.address) as tls:
+            echo_round_trips(tls)
+    assert len(recorder) == 3
+    assert all(span.outcome == "ok" and span.messages for span in recorder.spans)
+
+
+def test_user_msg_callback_sees_every_record(serve: ServeFactory, pki: PKI) -> None:
+    ctx, recorder, _ = _client(pki)
     calls: list[tuple[Any, ...]] = []
     ctx._msg_callback = lambda *args: calls.append(args)
     server = serve(server_context(pki.leaf), mode="echo")
     with connect(ctx, server.address) as tls:
-        assert not is_detached(tls, ctx)
         before = len(calls)
         echo_round_trips(tls)
-        assert not is_detached(tls, ctx)
         assert len(calls) >= before + 2 * ROUNDS  # it still sees every record
     assert len(recorder) == 1
 
 
-def test_post_handshake_auth_keeps_tls13_attached(serve: ServeFactory, pki: PKI) -> None:
-    ctx, recorder = _client(pki, post_handshake_auth=True)
+def test_post_handshake_auth_is_unaffected(serve: ServeFactory, pki: PKI) -> None:
+    ctx, recorder, counting = _client(pki, post_handshake_auth=True)
+    pki.client.configure_cert(ctx)
     server = serve(server_context(pki.leaf), mode="echo")
     with connect(ctx, server.address) as tls:
-        assert not is_detached(tls, ctx)
+        handshake_calls = counting.calls
         echo_round_trips(tls)
+        assert counting.calls == handshake_calls
+        assert tls._sslobj.context is ctx  # type: ignore[attr-defined]
     assert len(recorder) == 1
 
 
-def test_tls13_client_certificate_detaches_after_the_verdict(serve: ServeFactory, pki: PKI) -> None:
-    ctx, recorder = _client(pki)
+def test_tls13_client_certificate_stays_recorded_until_the_verdict(
+    serve: ServeFactory, pki: PKI
+) -> None:
+    ctx, recorder, counting = _client(pki)
     pki.client.configure_cert(ctx)
     server = serve(server_context(pki.leaf, client_ca=pki.ca))
     with connect(ctx, server.address) as tls:
-        assert not is_detached(tls, ctx)  # the server's verdict is still to come
-        assert len(recorder) == 0
+        assert len(recorder) == 0  # the server's verdict is still to come
+        at_handshake = counting.calls
         assert read_exactly(tls, len(GREETING)) == GREETING
-        assert is_detached(tls, ctx)
+        assert counting.calls > at_handshake  # the tickets and the data were seen
         assert len(recorder) == 1
+        settled = counting.calls
         tls.sendall(b"bye")
+        assert counting.calls == settled
     assert len(recorder) == 1
 
 
-def test_asyncio_object_detaches(serve: ServeFactory, pki: PKI) -> None:
-    ctx, recorder = _client(pki)
+def test_asyncio_object_leaves_the_callback(serve: ServeFactory, pki: PKI) -> None:
+    ctx, recorder, counting = _client(pki)
     server = serve(server_context(pki.leaf), mode="echo")
 
     async def main() -> None:
@@ -143,11 +155,12 @@ def test_asyncio_object_detaches(serve: ServeFactory, pki: PKI) -> None:
         )
         obj = writer.get_extra_info("ssl_object")
         assert obj.context is ctx
-        assert is_detached(obj, ctx)
+        handshake_calls = counting.calls
         payload = bytes(range(256)) * 4096  # 1 MiB
         writer.write(payload)
         echoed = await reader.readexactly(len(payload))
         assert echoed == payload
+        assert counting.calls == handshake_calls
         assert obj.context is ctx
         writer.close()
         with contextlib.suppress(ssl.SSLError, OSError):
@@ -157,41 +170,45 @@ def test_asyncio_object_detaches(serve: ServeFactory, pki: PKI) -> None:
     assert len(recorder) == 1
 
 
-def test_server_connections_detach(serve: ServeFactory, pki: PKI) -> None:
+def test_server_connections_leave_the_callback(serve: ServeFactory, pki: PKI) -> None:
     server_ctx = server_context(pki.leaf, factory=TimedSSLContext)
     assert isinstance(server_ctx, TimedSSLContext)
-    observed: list[tuple[bool, bool]] = []
+    counting = Counting(server_ctx)
+    observed: list[tuple[bool, int]] = []
 
     def on_handshake(tls: ssl.SSLSocket) -> None:
-        observed.append((tls.context is server_ctx, is_detached(tls, server_ctx)))
+        observed.append((tls.context is server_ctx, counting.calls))
 
     server = serve(server_ctx, mode="echo", on_handshake=on_handshake)
-    ctx, _ = _client(pki)
+    ctx, _, _ = _client(pki)
     with connect(ctx, server.address) as tls:
         echo_round_trips(tls)  # the server handled its handshake before echoing
-    assert observed == [(True, True)]
     assert server.next_result().error is None
+    ((same_context, at_handshake),) = observed
+    assert same_context
+    assert counting.calls == at_handshake
 
 
-def test_reassigning_context_after_detach(serve: ServeFactory, pki: PKI) -> None:
-    ctx, _ = _client(pki)
+def test_reassigning_the_context_afterwards(serve: ServeFactory, pki: PKI) -> None:
+    ctx, _, _ = _client(pki)
     other = tlstiming.create_default_context(cadata=pki.ca_pem)
     server = serve(server_context(pki.leaf), mode="echo")
     with connect(ctx, server.address) as tls:
-        assert is_detached(tls, ctx)
         tls.context = other
         assert tls.context is other
-        assert inner_context(tls) is other
+        assert tls._sslobj.context is other  # type: ignore[attr-defined]
         echo_round_trips(tls)
 
 
 def test_implicit_handshake_stays_attached(serve: ServeFactory, pki: PKI) -> None:
-    ctx, recorder = _client(pki)
+    ctx, recorder, counting = _client(pki)
     server = serve(server_context(pki.leaf), mode="echo")
     raw = socket.create_connection(server.address, timeout=GUARD)
     with ctx.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False) as tls:
         echo_round_trips(tls)  # the first write drives the handshake
         assert tls.context is ctx
-        assert not is_detached(tls, ctx)  # documented: there is no call to hook
+        settled = counting.calls
+        echo_round_trips(tls)
+        assert counting.calls > settled  # documented: there is no call to hook
     assert len(recorder) == 1
     assert recorder.spans[0].outcome == "ok"

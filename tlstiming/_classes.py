@@ -1,8 +1,7 @@
 """The connection classes a TimedSSLContext makes: SSLSocket and SSLObject, recorded.
 
 They change nothing but ``do_handshake`` (recorded by :func:`tlstiming._conn.drive`)
-and what the move off the data path needs: ``context`` and ``session`` still
-answer with the caller's context after the connection moved to the quiet twin.
+and deliver a span still pending when the connection is closed or dropped.
 """
 
 from __future__ import annotations
@@ -16,37 +15,12 @@ from tlstiming import _conn
 
 __all__ = ["TimedSSLObject", "TimedSSLSocket", "timed_class"]
 
-_SOCKET_CONTEXT: Any = ssl.SSLSocket.context
-_SOCKET_SESSION: Any = ssl.SSLSocket.session
-_OBJECT_SESSION: Any = ssl.SSLObject.session
-
 
 class TimedSSLSocket(ssl.SSLSocket):
     """``ssl.SSLSocket`` that records its handshake. Used by :class:`TimedSSLContext`."""
 
     def do_handshake(self, block: bool = False) -> None:
         _conn.drive(self, super().do_handshake, block)
-
-    @property
-    def context(self) -> ssl.SSLContext:
-        return self._context  # type: ignore[attr-defined,no-any-return]
-
-    @context.setter
-    def context(self, ctx: ssl.SSLContext) -> None:
-        _conn.forget_detach(self)
-        _SOCKET_CONTEXT.fset(self, ctx)
-
-    @property
-    def session(self) -> ssl.SSLSession | None:
-        return _conn.session_of(self)
-
-    @session.setter
-    def session(self, session: ssl.SSLSession | None) -> None:
-        _SOCKET_SESSION.fset(self, session)
-
-    def verify_client_post_handshake(self) -> None:
-        _conn.reattach(self)
-        super().verify_client_post_handshake()
 
     def _real_close(self) -> None:
         _conn.close_pending(self)
@@ -58,28 +32,6 @@ class TimedSSLObject(ssl.SSLObject):
 
     def do_handshake(self) -> None:
         _conn.drive(self, super().do_handshake)
-
-    @property
-    def context(self) -> ssl.SSLContext:
-        detached = self.__dict__.get(_conn.DETACHED)
-        return detached if detached is not None else self._sslobj.context  # type: ignore[attr-defined,no-any-return]
-
-    @context.setter
-    def context(self, ctx: ssl.SSLContext) -> None:
-        _conn.forget_detach(self)
-        self._sslobj.context = ctx  # type: ignore[attr-defined]
-
-    @property
-    def session(self) -> ssl.SSLSession | None:
-        return _conn.session_of(self)
-
-    @session.setter
-    def session(self, session: ssl.SSLSession | None) -> None:
-        _OBJECT_SESSION.fset(self, session)
-
-    def verify_client_post_handshake(self) -> None:
-        _conn.reattach(self)
-        super().verify_client_post_handshake()
 
     def unwrap(self) -> Any:
         _conn.settle_pending(self)

@@ -8,8 +8,11 @@ drives them.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import logging
+import operator
 import socket
 import ssl
 import time
@@ -40,10 +43,7 @@ __all__ = [
     "chained_on_message",
     "close_pending",
     "drive",
-    "forget_detach",
     "on_message",
-    "reattach",
-    "session_of",
     "settle_pending",
     "span_of",
     "timed_sni_callback",
@@ -60,7 +60,6 @@ CONTEXT: Final = "_tlstiming_context"  # the TimedSSLContext the handshake began
 SPAN: Final = "_tlstiming_span"
 PENDING: Final = "_tlstiming_pending"  # handshake end index while awaiting a TLS 1.3 verdict
 CERTIFICATE_REQUEST: Final = "_tlstiming_certificate_request"  # set when one was seen
-DETACHED: Final = "_tlstiming_detached"
 CHECKS: Final = "_tlstiming_checks"  # verifications of a span awaiting its TLS 1.3 verdict
 
 _WANT: Final = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -259,7 +258,7 @@ def _complete(
             _delivery.report(sink, span)
     if _delivery.global_sinks:
         _delivery.deliver(None, span)
-    _detach(conn, server_side)
+    _detach(conn)
 
 
 def _span(
@@ -344,52 +343,46 @@ def _settle(conn: Any, exc: BaseException | None) -> None:
         checks = d.pop(CHECKS, ())
         _publish(conn, _span(conn, events, events[n - 1][0], None, exc, checks))
         if exc is None:
-            _detach(conn, conn.server_side)
+            _detach(conn)
     except Exception:
         _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
 
 
 # -- getting off the data path -------------------------------------------------
 
-_twins: dict[bool, ssl.SSLContext] = {}
+_C_MSG_CALLBACK: Any = getattr(ssl._SSLContext, "_msg_callback", None)  # type: ignore[attr-defined]
+_call = operator.methodcaller("__call__")
 
 
-def _twin(server_side: bool) -> ssl.SSLContext:
-    twin = _twins.get(server_side)
-    if twin is None:
-        protocol = ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT
-        twin = _twins.setdefault(server_side, ssl.SSLContext(protocol))
-    return twin
+def _detach(conn: Any) -> None:
+    """Stop OpenSSL calling back for this connection, on the context it has.
 
-
-def _detach(conn: Any, server_side: bool) -> None:
-    """Move an established connection to a context with no message callback.
-
-    CPython then clears OpenSSL's per-connection callback, so records after
-    the handshake cost nothing. Only done where nothing after the handshake
-    can need the original context's certificates or trust store: TLS 1.3
-    without post-handshake client auth, TLS 1.2 with renegotiation disabled,
-    and server connections (re-attached by ``verify_client_post_handshake``).
+    Assigning a connection's ``context`` makes CPython set OpenSSL's
+    per-connection message callback from that context's ``_msg_callback``
+    (NULL when it is None), and re-assigning the context it already has
+    changes nothing else (OpenSSL returns at once). So: clear the context's
+    callback, re-assign, restore. The three steps run as one chain of C calls
+    (no Python frame in between, so no other thread can run Python or enter
+    the callback while the context's callback is cleared). The connection
+    keeps its context, its certificates and its trust store: renegotiation,
+    post-handshake auth, ``getpeercert()``, ``shared_ciphers()`` and
+    ``session`` behave exactly as without tlstiming. Records after the
+    handshake then cost nothing.
     """
     sslobj = conn._sslobj
     context = sslobj.context
     if getattr(context, "_tlstiming_user_msg_callback", True) is not None:
+        return  # the caller's own callback wants every record (or not our context)
+    callback = _C_MSG_CALLBACK.__get__(context)
+    if callback is None:
         return
-    if not server_side:
-        if sslobj.version() == "TLSv1.3":
-            if context.post_handshake_auth:
-                return
-        elif not context.options & ssl.OP_NO_RENEGOTIATION:
-            return
-    sslobj.context = _twin(server_side)
-    conn.__dict__[DETACHED] = context
-
-
-def reattach(conn: Any) -> None:
-    """Move a detached connection back to its context (post-handshake auth needs it)."""
-    context = conn.__dict__.pop(DETACHED, None)
-    if context is not None and conn._sslobj is not None:
-        conn._sslobj.context = context
+    setter = _C_MSG_CALLBACK.__set__
+    steps = (
+        functools.partial(setter, context, None),
+        functools.partial(setattr, sslobj, "context", context),
+        functools.partial(setter, context, callback),
+    )
+    collections.deque(map(_call, steps), 0)
 
 
 # -- connections made on a handshake that no do_handshake() call announced -----
@@ -495,31 +488,10 @@ def drive(conn: Any, handshake: Callable[..., None], *args: Any) -> None:
         raise rejected
 
 
-def session_of(conn: Any) -> ssl.SSLSession | None:
-    """The session, bound to the caller's context even after :func:`_detach`."""
-    sslobj = conn._sslobj
-    if sslobj is None:
-        return None
-    original = conn.__dict__.get(DETACHED)
-    if original is None:
-        return sslobj.session  # type: ignore[no-any-return]
-    quiet = sslobj.context
-    sslobj.context = original
-    try:
-        return sslobj.session  # type: ignore[no-any-return]
-    finally:
-        sslobj.context = quiet
-
-
 def close_pending(conn: Any) -> None:
     """The connection is closing: deliver a span still waiting or abandoned."""
     if conn.__dict__.get(EVENTS):
         _abandon(conn)
-
-
-def forget_detach(conn: Any) -> None:
-    """The caller set the connection's context: it is no longer detached."""
-    conn.__dict__.pop(DETACHED, None)
 
 
 def settle_pending(conn: Any) -> None:

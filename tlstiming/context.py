@@ -6,9 +6,9 @@ the enum-converting wrapper). The callback appends one tuple per TLS record
 header and message to a list kept on the connection object. The connection
 classes (``sslsocket_class``/``sslobject_class``) mark each call into
 ``do_handshake``; when the handshake completes or fails they freeze the list
-into a :class:`~tlstiming.HandshakeSpan`, hand it to the sinks, and move the
-connection to a callback-less twin context so that the data path after the
-handshake runs exactly as fast as plain ``ssl``.
+into a :class:`~tlstiming.HandshakeSpan`, hand it to the sinks, and clear
+OpenSSL's callback for that connection (it keeps its context) so that the
+data path after the handshake runs exactly as fast as plain ``ssl``.
 """
 
 from __future__ import annotations
