@@ -63,7 +63,6 @@ CERTIFICATE_REQUEST: Final = "_tlstiming_certificate_request"  # set when one wa
 CHECKS: Final = "_tlstiming_checks"  # verifications of a span awaiting its TLS 1.3 verdict
 
 _WANT: Final = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
-OP_NO_RENEGOTIATION: Final = ssl.OP_NO_RENEGOTIATION
 
 
 def on_message(
