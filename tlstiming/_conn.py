@@ -368,6 +368,8 @@ def _detach(conn: Any) -> None:
     ``session`` behave exactly as without tlstiming. Records after the
     handshake then cost nothing.
     """
+    if _C_MSG_CALLBACK is None:  # a CPython without the seam records nothing anyway
+        return
     sslobj = conn._sslobj
     context = sslobj.context
     if getattr(context, "_tlstiming_user_msg_callback", True) is not None:
