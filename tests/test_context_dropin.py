@@ -523,3 +523,27 @@ def test_sslobject_context_after_handshake(serve: ServeFactory, pki: PKI) -> Non
         await writer.wait_closed()
 
     asyncio.run(main())
+
+
+def test_without_the_private_seam_it_is_a_plain_context(
+    monkeypatch: pytest.MonkeyPatch, serve: ServeFactory, pki: PKI
+) -> None:
+    """A CPython without ``_msg_callback``: connections work, spans hold only the total."""
+    from tlstiming import _conn, context
+
+    monkeypatch.setattr(context, "_C_MSG_CALLBACK", None)
+    monkeypatch.setattr(_conn, "_C_MSG_CALLBACK", None)
+    ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    recorder = tlstiming.SpanRecorder()
+    ctx.add_sink(recorder)
+    calls: list[object] = []
+    ctx._msg_callback = calls.append  # stored, as ssl would, and read back
+    assert ctx._msg_callback == calls.append
+    server = serve(server_context(pki.leaf))
+    with connect(ctx, server.address) as tls:
+        assert tls.version() == "TLSv1.3"
+    (span,) = recorder.spans
+    assert span.outcome == "ok"
+    assert span.messages == ()
+    assert [p.name for p in span.phases] == ["client_hello"]
+    assert span.phases[0].duration_ns == span.duration_ns
