@@ -212,3 +212,21 @@ def test_implicit_handshake_stays_attached(serve: ServeFactory, pki: PKI) -> Non
         assert counting.calls > settled  # documented: there is no call to hook
     assert len(recorder) == 1
     assert recorder.spans[0].outcome == "ok"
+
+
+def test_the_python_3_10_way_also_leaves_the_callback(
+    monkeypatch: pytest.MonkeyPatch, serve: ServeFactory, pki: PKI
+) -> None:
+    """Without ``operator.call`` (3.10) the steps run through partials: same result."""
+    from tlstiming import _conn
+
+    monkeypatch.setattr(_conn, "_OPERATOR_CALL", None)
+    ctx, recorder, counting = _client(pki)
+    server = serve(server_context(pki.leaf), mode="echo")
+    with connect(ctx, server.address) as tls:
+        handshake_calls = counting.calls
+        echo_round_trips(tls)
+        assert counting.calls == handshake_calls
+        assert tls._sslobj.context is ctx  # type: ignore[attr-defined]
+    assert _C_MSG_CALLBACK.__get__(ctx) is counting
+    assert len(recorder) == 1

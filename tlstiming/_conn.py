@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import itertools
 import logging
 import operator
 import socket
@@ -350,7 +351,19 @@ def _settle(conn: Any, exc: BaseException | None) -> None:
 # -- getting off the data path -------------------------------------------------
 
 _C_MSG_CALLBACK: Any = getattr(ssl._SSLContext, "_msg_callback", None)  # type: ignore[attr-defined]
-_call = operator.methodcaller("__call__")
+
+
+def _run_in_c(steps: tuple[tuple[Any, ...], ...]) -> None:
+    """Call ``f(*args)`` for each ``(f, *args)`` in one C loop: no Python frame between."""
+    if _OPERATOR_CALL is not None:  # 3.11+
+        collections.deque(itertools.starmap(_OPERATOR_CALL, steps), 0)
+    else:
+        calls = [functools.partial(step[0], *step[1:]) for step in steps]
+        collections.deque(map(_CALL, calls), 0)
+
+
+_OPERATOR_CALL: Any = getattr(operator, "call", None)
+_CALL: Final = operator.methodcaller("__call__")
 
 
 def _detach(conn: Any) -> None:
@@ -379,11 +392,11 @@ def _detach(conn: Any) -> None:
         return
     setter = _C_MSG_CALLBACK.__set__
     steps = (
-        functools.partial(setter, context, None),
-        functools.partial(setattr, sslobj, "context", context),
-        functools.partial(setter, context, callback),
+        (setter, context, None),
+        (setattr, sslobj, "context", context),
+        (setter, context, callback),
     )
-    collections.deque(map(_call, steps), 0)
+    _run_in_c(steps)
 
 
 # -- connections made on a handshake that no do_handshake() call announced -----
