@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import re
 import socket
 import ssl
@@ -251,14 +252,19 @@ def test_verify_policies(
         assert isinstance(th.timed_ssl_context(str(ca)), tlstiming.TimedSSLContext)
 
 
-def test_plain_context_is_used_as_is_and_warned_about_once(pki: PKI, server: HTTP1Server) -> None:
+def test_plain_context_is_used_as_is_and_logged_about_once(
+    pki: PKI, server: HTTP1Server, caplog: pytest.LogCaptureFixture
+) -> None:
     plain = ssl.create_default_context(cadata=pki.ca_pem)
-    with pytest.warns(th.UninstrumentedContextWarning):
-        transport = th.TimedTransport(verify=plain)
-    assert transport.ssl_context is plain
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        th.TimedTransport(verify=plain)  # once per context
+        warnings.simplefilter("error")  # as plain httpx: no warning for verify=<SSLContext>
+        with caplog.at_level(logging.WARNING, logger="tlstiming"):
+            transport = th.TimedTransport(verify=plain)
+            th.TimedTransport(verify=plain)
+    assert [r.message.split(";")[0] for r in caplog.records] == [
+        "tlstiming: a plain ssl.SSLContext was given"
+    ]  # once per context
+    assert transport.ssl_context is plain
     with httpx.Client(transport=transport) as c:
         span = th.request_span_of(c.get(f"https://localhost:{server.port}/"))
     assert span is not None
@@ -309,3 +315,23 @@ def test_every_request_phase_is_documented() -> None:
     text = (ROOT / "docs" / "httpx.md").read_text()
     for name in PHASE_NAMES:
         assert f"| `{name}` |" in text, name
+
+
+def test_a_context_built_from_verify_links_its_failed_handshake(
+    server: HTTP1Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify=True builds the context (certifi): the test CA is not in it."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    spans: list[RequestSpan] = []
+    with th.Client(sinks=[spans.append]) as client:
+        with pytest.raises(httpx.ConnectError) as caught:
+            client.get(f"https://localhost:{server.port}/")
+    (span,) = spans
+    assert span.error is not None
+    assert span.error.phase == "tls"
+    assert span.handshake is not None
+    assert span.handshake.outcome == "error"
+    assert span.handshake.error is not None
+    assert span.handshake.error.type == "ssl.SSLCertVerificationError"
+    assert span.handshake.error.message in str(caught.value)

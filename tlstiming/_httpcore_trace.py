@@ -426,8 +426,19 @@ class AsyncTimingBackend(httpcore.AsyncNetworkBackend):
         proxy_kind: ProxyKind | None = None,
         h2_only: bool = False,
     ) -> None:
-        self._backend = httpcore.AnyIOBackend()
+        self._native: httpcore.AsyncNetworkBackend | None = None
         self._route = _Route(proxy, proxy_kind, h2_only)
+
+    @property
+    def _backend(self) -> httpcore.AsyncNetworkBackend:
+        # httpcore's own choice (its AutoBackend): trio's backend under trio,
+        # anyio's otherwise, so connections and their errors are the same.
+        native = self._native
+        if native is None:
+            native = self._native = (
+                httpcore.TrioBackend() if _library() == "trio" else httpcore.AnyIOBackend()
+            )
+        return native
 
     async def connect_tcp(
         self,
@@ -437,7 +448,6 @@ class AsyncTimingBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> httpcore.AsyncNetworkStream:
-        import anyio  # noqa: PLC0415
 
         rec = _current.get()
         if rec is None:
@@ -445,7 +455,7 @@ class AsyncTimingBackend(httpcore.AsyncNetworkBackend):
                 host, port, timeout, local_address, socket_options
             )
         try:
-            with anyio.fail_after(timeout):
+            with _fail_after(timeout):
                 stream = await self._connect(rec, host, port, local_address, socket_options)
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(exc) from exc
@@ -462,14 +472,13 @@ class AsyncTimingBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None,
         socket_options: Any,
     ) -> httpcore.AsyncNetworkStream:
-        import anyio  # noqa: PLC0415
 
         rec.mark("dns")
         family = socket.AF_UNSPEC
         try:
             if local_address:
-                family = (await anyio.getaddrinfo(local_address, None))[0][0]
-            infos = await anyio.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+                family = (await _getaddrinfo(local_address, None))[0][0]
+            infos = await _getaddrinfo(host, port, family)
         except OSError as exc:
             raise httpcore.ConnectError(exc) from exc
         addresses = _anyio_order([(info[0], str(info[4][0]), int(info[4][1])) for info in infos])
@@ -602,3 +611,57 @@ class _AsyncFinalH2(_AsyncFinal):
         if rec is not None and not rec.reading:
             _begin_reading(rec, self)
         return await self._inner.read(max_bytes, timeout)
+
+
+def _library() -> str:
+    """The running async library, as httpcore tells them apart."""
+    try:
+        import sniffio  # noqa: PLC0415
+
+        return str(sniffio.current_async_library())
+    except Exception:  # sniffio missing or undecided: anyio handles it
+        return "asyncio"
+
+
+async def _getaddrinfo(host: str, port: int | None, family: int = 0) -> list[Any]:
+    """Resolve with the running library's resolver (trio's under trio)."""
+    if _library() == "trio":
+        import trio  # noqa: PLC0415
+
+        return list(
+            await trio.socket.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+        )
+    import anyio  # noqa: PLC0415
+
+    return list(await anyio.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM))
+
+
+class _TrioTimeout:
+    """``trio.fail_after`` that raises ``TimeoutError``, as ``anyio.fail_after`` does."""
+
+    def __init__(self, timeout: float | None) -> None:
+        import trio  # noqa: PLC0415
+
+        self._trio = trio
+        self._scope: Any = trio.fail_after(timeout) if timeout is not None else None
+
+    def __enter__(self) -> None:
+        if self._scope is not None:
+            self._scope.__enter__()
+
+    def __exit__(self, *exc: Any) -> bool:
+        if self._scope is None:
+            return False
+        try:
+            return bool(self._scope.__exit__(*exc))
+        except self._trio.TooSlowError as timeout:
+            raise TimeoutError from timeout
+
+
+def _fail_after(timeout: float | None) -> Any:
+    """A deadline for the whole connect, in the running library's terms."""
+    if _library() == "trio":
+        return _TrioTimeout(timeout)
+    import anyio  # noqa: PLC0415
+
+    return anyio.fail_after(timeout)

@@ -11,6 +11,7 @@ byte, the body. Read it with ``tlstiming.span_of(response)`` or
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 import time
@@ -43,7 +44,6 @@ __all__ = [
     "RequestSink",
     "TimedAsyncTransport",
     "TimedTransport",
-    "UninstrumentedContextWarning",
     "request_span_of",
     "timed_ssl_context",
 ]
@@ -55,10 +55,7 @@ _perf = time.perf_counter_ns
 _unix = time.time_ns
 _DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's
 _warned: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()
-
-
-class UninstrumentedContextWarning(UserWarning):
-    """A plain ``ssl.SSLContext`` was given: its handshakes are timed as a whole, not opened up."""
+_log = logging.getLogger("tlstiming")
 
 
 def request_span_of(obj: httpx.Response | httpx.Request) -> RequestSpan | None:
@@ -93,8 +90,9 @@ def timed_ssl_context(
             :class:`~tlstiming.TimedSSLContext`: used as is; a plain
             ``ssl.SSLContext``: used as is, **uninstrumented** (its settings
             cannot be copied faithfully: loaded client certificates, keys and
-            some options are not readable back), with one
-            :class:`UninstrumentedContextWarning` per context.
+            some options are not readable back), noted once per context on
+            the ``tlstiming`` logger (a warning would break callers that run
+            with warnings as errors, which plain httpx does not).
         cert: a client certificate (deprecated in httpx), loaded into the context.
         trust_env: honour ``SSL_CERT_FILE``/``SSL_CERT_DIR``.
 
@@ -121,10 +119,10 @@ def timed_ssl_context(
             DeprecationWarning,
             stacklevel=3,
         )
-        isdir = os.path.isdir(verify)
-        context = create_default_context(
-            capath=verify if isdir else None, cafile=None if isdir else verify
-        )
+        # As httpx 0.28 does: a path returns at once, so ``cert`` is not loaded.
+        if os.path.isdir(verify):
+            return _adopt(create_default_context(capath=verify))
+        return _adopt(create_default_context(cafile=verify))
     else:
         context = _adopt(verify)
     if cert:
@@ -135,7 +133,7 @@ def timed_ssl_context(
             stacklevel=3,
         )
         context.load_cert_chain(*((cert,) if isinstance(cert, str) else cert))
-    return context
+    return _adopt(context)
 
 
 def _adopt(context: ssl.SSLContext) -> ssl.SSLContext:
@@ -144,13 +142,13 @@ def _adopt(context: ssl.SSLContext) -> ssl.SSLContext:
         if route_handshake not in context.sinks:
             context.add_sink(route_handshake)
     elif context not in _warned:
+        # Logged, not warned: a caller running with warnings as errors must see
+        # exactly what plain httpx does with this context.
         _warned.add(context)
-        warnings.warn(
+        _log.warning(
             "tlstiming: a plain ssl.SSLContext was given; requests are timed but its TLS "
             "handshakes are not opened up. Build it with tlstiming.create_default_context() "
-            "or tlstiming.TimedSSLContext(...) to get handshake spans.",
-            UninstrumentedContextWarning,
-            stacklevel=4,
+            "or tlstiming.TimedSSLContext(...) to get handshake spans."
         )
     return context
 
