@@ -1,4 +1,7 @@
-"""Run CPython's own ``test_ssl`` with ``TimedSSLContext`` in place of ``ssl.SSLContext``.
+"""Run CPython's own TLS tests with ``TimedSSLContext`` in place of ``ssl.SSLContext``.
+
+``test_ssl`` (blocking sockets, the BIO path, servers, sessions, SNI) and
+asyncio's ``test_sslproto`` and ``test_ssl`` (the event loop's TLS).
 
 The suite's modules get an ``ssl`` module whose ``SSLContext`` and
 ``create_default_context`` are tlstiming's (the real ``ssl`` module is left
@@ -14,25 +17,27 @@ import ssl
 import sys
 import types
 import unittest
-from typing import Any
 
 import tlstiming
 
+SUITES = ("test.test_ssl", "test.test_asyncio.test_sslproto", "test.test_asyncio.test_ssl")
+
 
 def main() -> int:
-    """Run the suite; return the process exit status."""
-    test_ssl: Any = importlib.import_module("test.test_ssl")
-    ssl_servers: Any = importlib.import_module("test.ssl_servers")
+    """Run the suites; return the process exit status."""
+    suites = [importlib.import_module(name) for name in SUITES]
+    helpers = [importlib.import_module(n) for n in ("test.ssl_servers", "test.test_asyncio.utils")]
 
     swapped = types.ModuleType("ssl")
     swapped.__dict__.update(ssl.__dict__)
     swapped.SSLContext = tlstiming.TimedSSLContext  # type: ignore[attr-defined]
     swapped.create_default_context = tlstiming.create_default_context  # type: ignore[attr-defined]
-    test_ssl.ssl = swapped
-    ssl_servers.ssl = swapped
+    for module in (*suites, *helpers):
+        if hasattr(module, "ssl"):
+            setattr(module, "ssl", swapped)  # noqa: B010 (a module global, by name)
     spans = tlstiming.SpanRecorder(maxlen=1_000_000)
     tlstiming.subscribe(spans)
-    suite = unittest.defaultTestLoader.loadTestsFromModule(test_ssl)
+    suite = unittest.TestSuite(unittest.defaultTestLoader.loadTestsFromModule(m) for m in suites)
     result = unittest.TextTestRunner(stream=sys.stdout, verbosity=1).run(suite)
     tlstiming.unsubscribe(spans)
     print(f"spans: {len(spans)}")

@@ -1,4 +1,4 @@
-"""CPython's own TLS test suite passes with TimedSSLContext swapped in."""
+"""CPython's own TLS test suites pass with TimedSSLContext swapped in."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ RUNNER = Path(__file__).resolve().parent / "cpython_test_ssl.py"
     importlib.util.find_spec("test.test_ssl") is None,
     reason="this Python was installed without its test package (test.test_ssl)",
 )
-def test_cpython_test_ssl_passes_with_timed_contexts() -> None:
+def test_cpython_tls_suites_pass_with_timed_contexts() -> None:
     result = subprocess.run(
         [sys.executable, str(RUNNER)], capture_output=True, text=True, timeout=600, check=False
     )
