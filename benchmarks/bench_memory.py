@@ -63,7 +63,7 @@ def retained(certs: Certs, port: int, n: int) -> list[list[str]]:
     recorder = tlstiming.SpanRecorder(maxlen=n)
     timed = handshaker(timed_context(certs, recorder), port)
     plain = handshaker(plain_context(certs), port)
-    for _ in range(20):  # warm caches, imports, the twin contexts
+    for _ in range(20):  # warm caches and imports
         timed()
         plain()
     recorder.clear()
