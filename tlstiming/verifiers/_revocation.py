@@ -18,7 +18,7 @@ from typing_extensions import Self
 from tlstiming._verify import Detail, PeerInfo, Verdict
 from tlstiming.verifiers._cache import ExpiringCache
 from tlstiming.verifiers._fetch import Fetcher, FetchError
-from tlstiming.verifiers._trust import Trust, trust_for, trust_from
+from tlstiming.verifiers._trust import Trust, find_issuer, trust_for, trust_from
 
 __all__ = ["Clock", "Failure", "RevocationChecker", "Unavailable", "utc_now"]
 
@@ -128,6 +128,37 @@ class RevocationChecker(Generic[E]):
         self._bg_keys: set[Hashable] = set()
         self._bg_idle = threading.Condition()
         self._closed = False
+
+    # -- the check -------------------------------------------------------------
+
+    def __call__(self, peer: PeerInfo) -> Verdict | None:
+        """Check ``peer``'s leaf certificate."""
+        details: dict[str, Detail] = {"source": None, "status": None, "cache_hit": False}
+        try:
+            if peer.resumed:
+                details["source"] = "resumed"
+                reason = "resumed session: checked on its full handshake"
+                return Verdict(reason=reason, details=details)
+            chain = peer.chain
+            if not chain:
+                raise Unavailable("no_certificate", "no certificate presented")
+            leaf = chain[0]
+            issuer = find_issuer(leaf, chain[1:], self._trust_of(peer.context))
+            if issuer is None:
+                raise Unavailable("no_issuer", "the leaf's issuer is not in the chain or the trust")
+            return self._check(peer, leaf, issuer, details)
+        except Unavailable as failure:
+            return self._unavailable(failure, details)
+
+    def _check(
+        self,
+        peer: PeerInfo,
+        leaf: x509.Certificate,
+        issuer: x509.Certificate,
+        details: dict[str, Detail],
+    ) -> Verdict:
+        """The revocation check proper, for a leaf whose issuer is known."""
+        raise NotImplementedError
 
     # -- policy ------------------------------------------------------------------
 

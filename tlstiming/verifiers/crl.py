@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from tlstiming._verify import Detail, PeerInfo, Verdict
 from tlstiming.verifiers._fetch import Fetcher, redact_url
 from tlstiming.verifiers._revocation import Clock, Failure, RevocationChecker, Unavailable
-from tlstiming.verifiers._trust import find_issuer
 
 __all__ = ["CRLVerifier", "check_crl", "distribution_points"]
 
@@ -140,25 +139,13 @@ class CRLVerifier(RevocationChecker[RevocationList]):
         )
         self._max_bytes = max_bytes
 
-    def __call__(self, peer: PeerInfo) -> Verdict | None:
-        """Check ``peer``'s leaf certificate."""
-        details: dict[str, Detail] = {"source": None, "status": None, "cache_hit": False}
-        try:
-            return self._check(peer, details)
-        except Unavailable as failure:
-            return self._unavailable(failure, details)
-
-    def _check(self, peer: PeerInfo, details: dict[str, Detail]) -> Verdict:
-        if peer.resumed:
-            details["source"] = "resumed"
-            return Verdict(reason="resumed session: checked on its full handshake", details=details)
-        chain = peer.chain
-        if not chain:
-            raise Unavailable("no_certificate", "no certificate presented")
-        leaf = chain[0]
-        issuer = find_issuer(leaf, chain[1:], self._trust_of(peer.context))
-        if issuer is None:
-            raise Unavailable("no_issuer", "the leaf's issuer is not in the chain or the trust")
+    def _check(
+        self,
+        peer: PeerInfo,
+        leaf: x509.Certificate,
+        issuer: x509.Certificate,
+        details: dict[str, Detail],
+    ) -> Verdict:
         urls = distribution_points(leaf)
         query = None
         key = (urls[0] if urls else "", issuer.fingerprint(hashes.SHA256()))

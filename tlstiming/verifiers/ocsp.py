@@ -20,7 +20,6 @@ from tlstiming.verifiers._ocsp_check import (
     responder_url,
 )
 from tlstiming.verifiers._revocation import Clock, Failure, RevocationChecker, Unavailable
-from tlstiming.verifiers._trust import find_issuer
 
 __all__ = ["OCSPVerifier"]
 
@@ -111,25 +110,13 @@ class OCSPVerifier(RevocationChecker[Answer]):
         self._use_staple = use_staple
         self._max_bytes = max_response_bytes
 
-    def __call__(self, peer: PeerInfo) -> Verdict | None:
-        """Check ``peer``'s leaf certificate."""
-        details: dict[str, Detail] = {"source": None, "status": None, "cache_hit": False}
-        try:
-            return self._check(peer, details)
-        except Unavailable as failure:
-            return self._unavailable(failure, details)
-
-    def _check(self, peer: PeerInfo, details: dict[str, Detail]) -> Verdict:
-        if peer.resumed:
-            details["source"] = "resumed"
-            return Verdict(reason="resumed session: checked on its full handshake", details=details)
-        chain = peer.chain
-        if not chain:
-            raise Unavailable("no_certificate", "no certificate presented")
-        leaf = chain[0]
-        issuer = find_issuer(leaf, chain[1:], self._trust_of(peer.context))
-        if issuer is None:
-            raise Unavailable("no_issuer", "the leaf's issuer is not in the chain or the trust")
+    def _check(
+        self,
+        peer: PeerInfo,
+        leaf: x509.Certificate,
+        issuer: x509.Certificate,
+        details: dict[str, Detail],
+    ) -> Verdict:
         cert_id, request = build_request(leaf, issuer, self._algorithm)
         if peer.ocsp_staple is not None and self._use_staple:
             try:
