@@ -29,6 +29,8 @@ from typing import Any, Final
 import trustme
 
 import tlstiming
+from tlstiming import _conn
+from tlstiming._classes import TimedSSLSocket
 
 HERE: Final = Path(__file__).resolve().parent
 SERVER_SCRIPT: Final = HERE / "_server.py"
@@ -136,6 +138,26 @@ def timed_context(certs: Certs, sink: tlstiming.Sink | None = None) -> tlstiming
     return ctx
 
 
+class _PurePythonSocket(TimedSSLSocket):
+    """A TimedSSLSocket whose handshake goes through the pure-Python ``drive``."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        _conn._py_drive(self, super(TimedSSLSocket, self).do_handshake, block)
+
+
+def pure_python_context(
+    certs: Certs, sink: tlstiming.Sink | None = None
+) -> tlstiming.TimedSSLContext:
+    """:func:`timed_context` recording with the pure-Python hot path (private seams).
+
+    The same process can then compare it with the C accelerator, interleaved.
+    """
+    ctx = timed_context(certs, sink)
+    _C_MSG_CALLBACK.__set__(ctx, _conn._py_on_message)
+    ctx.sslsocket_class = _PurePythonSocket
+    return ctx
+
+
 # -- interleaving and statistics -------------------------------------------------
 
 Sample = tuple[int, int]
@@ -239,10 +261,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def environment() -> str:
-    """One line naming the interpreter, OpenSSL and the number of CPUs."""
+    """One line naming the interpreter, OpenSSL, the CPUs and tlstiming's hot path."""
     return (
         f"Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, "
-        f"{os.cpu_count()} CPUs, tlstiming {tlstiming.__version__}"
+        f"{os.cpu_count()} CPUs, tlstiming {tlstiming.__version__} "
+        f"({'C accelerator' if _conn.ACCELERATED else 'pure Python'})"
     )
 
 

@@ -19,6 +19,9 @@ Variants, per TLS version:
     forever also pays for growing memory; ``--keep`` sets the bound).
 ``tlstiming+phases``
     the same, the sink also reading ``span.phases`` (lazy materialisation).
+``pure Python``
+    ``tlstiming`` recording through the pure-Python hot path instead of the
+    C accelerator (``tlstiming._speedups``): what the accelerator saves.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from _common import (
     pinned,
     placement,
     plain_context,
+    pure_python_context,
     ratio,
     server_process,
     server_thread,
@@ -61,7 +65,7 @@ import tlstiming
 
 BUDGET_RATIO: Final = 1.03
 BUDGET_PP: Final = 1.0
-VARIANTS: Final = ("plain", "floor", "tlstiming", "tlstiming+phases")
+VARIANTS: Final = ("plain", "floor", "tlstiming", "tlstiming+phases", "pure Python")
 
 _perf = time.perf_counter_ns
 _cpu = time.thread_time_ns
@@ -103,12 +107,13 @@ class Setup:
     def __init__(self, certs: Certs, port: int, version: str, keep: int = 100) -> None:
         self.version = version
         self.counts: list[int] = []
-        self.recorders = (tlstiming.SpanRecorder(keep), tlstiming.SpanRecorder(keep))
+        self.recorders = tuple(tlstiming.SpanRecorder(keep) for _ in range(3))
         contexts = {
             "plain": plain_context(certs),
             "floor": callback_context(certs, floor_callback),
             "tlstiming": timed_context(certs, self.recorders[0]),
             "tlstiming+phases": timed_context(certs, reading_phases(self.recorders[1])),
+            "pure Python": pure_python_context(certs, self.recorders[2]),
         }
         self.measures = {
             f"{version} {name}": measure(ctx, port, self.counts) for name, ctx in contexts.items()
@@ -136,6 +141,7 @@ class Setup:
             rows.append([name, f"{us:.1f}", r.cell(), f"{r.pooled:.3f}", f"{cpu.median:.3f}"])
         ok = all(len(rec) and all(s.outcome == "ok" for s in rec.spans) for rec in self.recorders)
         c, b, d = ratios["tlstiming"], ratios["floor"], ratios["tlstiming+phases"]
+        e = ratios["pure Python"]
         pp = (c.median - b.median) * 100
         met_ratio, met_pp = c.median <= BUDGET_RATIO, pp <= BUDGET_PP
         headers = ["variant", "median us", "wall ratio [IQR]", "pooled", "cpu ratio"]
@@ -147,6 +153,8 @@ class Setup:
             f"  c/a - b/a = {pp:+.2f} pp  (budget <= {BUDGET_PP:g} pp: {verdict(met_pp)})",
             f"  d/a = {d.median:.3f}, d/a - c/a = {(d.median - c.median) * 100:+.2f} pp"
             "  (reading span.phases in the sink)",
+            f"  e/a = {e.median:.3f}, e/a - c/a = {(e.median - c.median) * 100:+.2f} pp"
+            "  (the pure-Python hot path: what the C accelerator saves)",
             f"  message callbacks per handshake: {statistics.median(self.counts):g};"
             f" spans recorded, all ok: {ok}",
         ]

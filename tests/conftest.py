@@ -17,6 +17,25 @@ ServeFactory = Callable[..., LoopbackServer]
 OpenSSLFactory = Callable[..., OpenSSLServer]
 
 
+@pytest.fixture(params=["c", "python"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once with the C accelerator and once with the pure-Python hot path.
+
+    Contexts made after this fixture record through the selected one (the
+    context takes ``_conn.on_message`` when built; connections call
+    ``_conn.drive``). Without the built accelerator the ``c`` case is skipped.
+    """
+    from tlstiming import _conn
+
+    if request.param == "c":
+        if not _conn.ACCELERATED:
+            pytest.skip("tlstiming._speedups is not built here (or TLSTIMING_PURE_PYTHON is set)")
+    else:
+        monkeypatch.setattr(_conn, "on_message", _conn._py_on_message)
+        monkeypatch.setattr(_conn, "drive", _conn._py_drive)
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
 def pki() -> PKI:
     """Every certificate the tests use, issued once per session."""

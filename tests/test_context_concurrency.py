@@ -28,6 +28,9 @@ from servers import GREETING, GUARD, PKI, LoopbackServer, connect, read_exactly,
 import tlstiming
 from tlstiming import HandshakeSpan, SpanRecorder, TimedSSLContext
 
+# Every case runs with the C accelerator and with the pure-Python hot path.
+pytestmark = pytest.mark.usefixtures("implementation")
+
 THREADS = 8
 PER_THREAD = 40
 TASKS = 200

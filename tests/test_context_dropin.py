@@ -33,6 +33,9 @@ from servers import (
 import tlstiming
 from tlstiming import SpanRecorder, TimedSSLContext
 
+# Every case runs with the C accelerator and with the pure-Python hot path.
+pytestmark = pytest.mark.usefixtures("implementation")
+
 Factory = Callable[..., ssl.SSLContext]
 FACTORIES: list[Factory] = [ssl.create_default_context, tlstiming.create_default_context]
 REV_LINE = b"ping tlstiming\n"

@@ -40,6 +40,9 @@ from servers import (
 import tlstiming
 from tlstiming import HandshakeSpan, SpanRecorder, TimedSSLContext
 
+# Every case runs with the C accelerator and with the pure-Python hot path.
+pytestmark = pytest.mark.usefixtures("implementation")
+
 Transport = Literal["sync", "asyncio"]
 TRANSPORTS: list[Transport] = ["sync", "asyncio"]
 TLS12, TLS13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3

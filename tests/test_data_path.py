@@ -24,6 +24,9 @@ from servers import GREETING, GUARD, PKI, connect, read_exactly, server_context
 import tlstiming
 from tlstiming import SpanRecorder, TimedSSLContext
 
+# Every case runs with the C accelerator and with the pure-Python hot path.
+pytestmark = pytest.mark.usefixtures("implementation")
+
 _C_MSG_CALLBACK: Any = ssl._SSLContext._msg_callback  # type: ignore[attr-defined]
 CHUNK = 16 * 1024
 ROUNDS = 64  # 1 MiB each way

@@ -13,6 +13,9 @@ from servers import PKI, assert_tiles, connect, qualified_name, server_context
 import tlstiming
 from tlstiming import PeerInfo, SpanRecorder, TimedSSLContext, Verdict, VerificationFailed
 
+# Every case runs with the C accelerator and with the pure-Python hot path.
+pytestmark = pytest.mark.usefixtures("implementation")
+
 
 def test_verifier_sees_the_peer_and_becomes_a_phase(
     serve: ServeFactory, pki: PKI, client_ctx: TimedSSLContext, recorder: SpanRecorder

@@ -14,9 +14,11 @@ import functools
 import itertools
 import logging
 import operator
+import os
 import socket
 import ssl
 import time
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -140,6 +142,13 @@ def _leave(conn: Any, events: list[RawEvent], exc: BaseException | None) -> Veri
     """End the recording; return the exception to raise if a verifier rejected."""
     end = _perf()
     events.append((end, _cpu(), "", EXIT, 0, b""))
+    return _finish(conn, events, end, exc)
+
+
+def _finish(
+    conn: Any, events: list[RawEvent], end: int, exc: BaseException | None
+) -> VerifierRejected | None:
+    """Everything after the handshake's EXIT mark (``_speedups`` calls this too)."""
     d: dict[str, Any] = conn.__dict__
     d[EVENTS] = None
     rejected = None
@@ -162,9 +171,15 @@ def _leave(conn: Any, events: list[RawEvent], exc: BaseException | None) -> Veri
             conn.read = _settling_read(conn)
         else:
             _complete(conn, d, events, end, checks, facts)
-    except Exception:
-        _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
+    except Exception as failure:
+        _record_failed(failure)
     return rejected
+
+
+def _record_failed(failure: BaseException) -> None:
+    _log.error(
+        "tlstiming: failed to record a handshake; the connection is unaffected", exc_info=failure
+    )
 
 
 def _verify(
@@ -512,3 +527,74 @@ def settle_pending(conn: Any) -> None:
     """Deliver a TLS 1.3 client-auth span still waiting for its first read."""
     if PENDING in conn.__dict__:
         _settle(conn, None)
+
+
+# -- the C accelerator ---------------------------------------------------------
+
+_py_on_message: Final = on_message
+_py_drive: Final = drive
+
+
+SPEEDUPS_VERSION: Final = 1  # the _speedups.c this code was written against
+
+# HandshakeSpan's slots in the order _speedups fills them (its SLOT_* enum).
+_SPAN_SLOTS: Final = (
+    "_id",
+    "_side",
+    "_hostname",
+    "_peer",
+    "_start",
+    "_end",
+    "_unix",
+    "_error",
+    "_context",
+    "_verifications",
+    "_events",
+    "_tiling",
+    "_phases",
+    "_records",
+    "_messages",
+    "_facts",
+)
+
+
+def _accelerate() -> bool:
+    """Use ``tlstiming._speedups`` for the hot path when it is built and allowed."""
+    global on_message, drive
+    if os.environ.get("TLSTIMING_PURE_PYTHON"):
+        return False
+    try:
+        from tlstiming import _speedups  # noqa: PLC0415
+    except ImportError:
+        return False
+    if getattr(_speedups, "VERSION", None) != SPEEDUPS_VERSION:
+        warnings.warn(
+            f"tlstiming._speedups at {_speedups.__file__} is stale (rebuild it, e.g. "
+            "reinstall tlstiming); using the pure-Python code",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    _speedups.configure(
+        adopt=_adopt,
+        finish=_finish,
+        refuse=_refuse,
+        failed=_record_failed,
+        sink_failed=_delivery.report_exception,
+        span_type=HandshakeSpan,
+        build=_build,
+        delivery=_delivery,
+        want=_WANT,
+        sslsocket=ssl.SSLSocket,
+        msg_descr=_C_MSG_CALLBACK,
+        perf=_perf,
+        cpu=_cpu,
+        unix=_unix_ns,
+        span_slots=tuple(vars(HandshakeSpan)[name] for name in _SPAN_SLOTS),
+    )
+    on_message, drive = _speedups.on_message, _speedups.drive
+    return True
+
+
+ACCELERATED: Final = _accelerate()
+"""Whether the C accelerator records this process's handshakes."""

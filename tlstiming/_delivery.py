@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
-__all__ = ["deliver", "global_sinks", "report", "subscribe", "unsubscribe"]
+__all__ = ["deliver", "global_sinks", "report", "report_exception", "subscribe", "unsubscribe"]
 
 _log = logging.getLogger("tlstiming")
 
@@ -45,8 +46,13 @@ def _call(sink: Any, span: Any) -> None:
         report(sink, span)
 
 
+def report_exception(sink: Any, span: Any, exc: BaseException | None) -> None:
+    """Log the exception ``exc`` that ``sink`` raised for ``span``."""
+    _log.warning(
+        "tlstiming: sink %r raised; span %s dropped for it", sink, span.span_id, exc_info=exc
+    )
+
+
 def report(sink: Any, span: Any) -> None:
     """Log the exception a sink just raised (call from its ``except`` block)."""
-    _log.warning(
-        "tlstiming: sink %r raised; span %s dropped for it", sink, span.span_id, exc_info=True
-    )
+    report_exception(sink, span, sys.exc_info()[1])

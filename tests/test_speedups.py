@@ -1,0 +1,269 @@
+"""The optional C accelerator (``tlstiming._speedups``) against the pure-Python hot path.
+
+The core test modules run every case with both (the ``implementation``
+fixture); this module checks what only the accelerator has: that it is built
+where it can be, compiles cleanly, records the very same events as the
+Python code, never leaks references, and handles misuse with exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import sysconfig
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ServeFactory
+from servers import GREETING, PKI, connect, read_exactly, server_context
+
+import tlstiming
+from tlstiming import SpanRecorder, TimedSSLContext, _build, _conn
+
+SOURCE = Path(_conn.__file__).with_name("_speedups.c")
+TLS12 = ssl.TLSVersion.TLSv1_2
+
+
+def _compiler() -> str | None:
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(cc)
+
+
+def _headers() -> bool:
+    return (Path(sysconfig.get_paths()["include"]) / "Python.h").exists()
+
+
+needs_accelerator = pytest.mark.skipif(
+    not _conn.ACCELERATED, reason="tlstiming._speedups is not built here"
+)
+
+
+@pytest.mark.skipif(bool(os.environ.get("TLSTIMING_PURE_PYTHON")), reason="pure Python asked for")
+def test_built_wherever_it_can_be() -> None:
+    """In a checkout with a C compiler and Python's headers, installing builds it."""
+    if not (SOURCE.exists() and _compiler() and _headers()):
+        pytest.skip("no C source, compiler or Python headers here")
+    assert _conn.ACCELERATED
+    assert _conn.drive is not _conn._py_drive
+    assert _conn.on_message is not _conn._py_on_message
+
+
+@pytest.mark.skipif(not SOURCE.exists(), reason="installed without the C source")
+def test_compiles_without_warnings(tmp_path: Path) -> None:
+    cc = _compiler()
+    if cc is None or not _headers():
+        pytest.skip("no C compiler or Python headers")
+    command = [
+        cc,
+        "-std=c99",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-Wno-unused-parameter",
+        "-Wno-cast-function-type",  # METH_FASTCALL functions cast to PyCFunction
+        "-fPIC",
+        "-shared",
+        f"-I{sysconfig.get_paths()['include']}",
+        str(SOURCE),
+        "-o",
+        str(tmp_path / "speedups.so"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_pure_python_switch() -> None:
+    code = "import tlstiming._conn as c; print(c.ACCELERATED, c.drive is c._py_drive)"
+    env = {**os.environ, "TLSTIMING_PURE_PYTHON": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "True"]
+
+
+def _use(implementation: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if implementation == "python":
+        monkeypatch.setattr(_conn, "on_message", _conn._py_on_message)
+        monkeypatch.setattr(_conn, "drive", _conn._py_drive)
+
+
+def _record(ctx: TimedSSLContext, address: tuple[str, int], *, reuse: Any = None) -> Any:
+    recorder = SpanRecorder()
+    ctx.add_sink(recorder)
+    with connect(ctx, address, session=reuse) as tls:
+        assert read_exactly(tls, len(GREETING)) == GREETING
+        session = tls.session
+    ctx.remove_sink(recorder)
+    (span,) = recorder.spans
+    return span, session
+
+
+def _shape(span: Any) -> dict[str, Any]:
+    """Everything about a span that depends neither on time nor on signature lengths."""
+    return {
+        "messages": [(m.direction, m.type, m.cpu_ns is None) for m in span.messages],
+        "records": [(r.direction, r.content_type) for r in span.records],
+        "phases": [p.name for p in span.phases],
+        "phase_cpu_known": [p.cpu_ns is not None for p in span.phases],
+        "keys": sorted(span.to_dict()),
+        "outcome": span.outcome,
+        "side": span.side,
+        "peer": span.peer,
+        "resumed": span.facts.resumed,
+        "context": (span.context_stats.handshake_index, span.context_stats.trust_loads),
+    }
+
+
+@needs_accelerator
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_same_spans_as_python(
+    version: str, serve: ServeFactory, pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = serve(server_context(pki.leaf, maximum_version=TLS12 if version == "1.2" else None))
+    shapes = {}
+    for implementation in ("c", "python"):
+        with monkeypatch.context() as m:
+            _use(implementation, m)
+            ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+            first, session = _record(ctx, server.address)
+            resumed, _ = _record(ctx, server.address, reuse=session)
+        shapes[implementation] = (_shape(first), _shape(resumed))
+        assert first.facts.protocol_version == version
+    for c, python in zip(shapes["c"], shapes["python"], strict=True):
+        assert {k: v for k, v in c.items() if v != python[k]} == {}, python
+    assert shapes["c"][1]["resumed"] is True
+
+
+@needs_accelerator
+def test_no_reference_leaks(serve: ServeFactory, pki: PKI) -> None:
+    """Objects the accelerator touches on every handshake keep their reference counts."""
+    server = serve(server_context(pki.leaf))
+    recorder = SpanRecorder(maxlen=1)
+    ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    ctx.add_sink(recorder)
+    watched = (ctx, recorder, tlstiming.HandshakeSpan, _build, GREETING, ctx._tlstiming_trust)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            with connect(ctx, server.address) as tls:
+                read_exactly(tls, len(GREETING))
+
+    run(5)
+    before = [sys.getrefcount(o) for o in watched]
+    run(50)
+    assert [sys.getrefcount(o) for o in watched] == before
+    assert len(recorder) == 1
+
+
+@pytest.mark.usefixtures("implementation")
+def test_recording_failure_never_reaches_the_connection(
+    serve: ServeFactory, pki: PKI, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+
+    def broken() -> Any:
+        raise RuntimeError("no more ids")
+        yield  # pragma: no cover
+
+    server = serve(server_context(pki.leaf))
+    ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    monkeypatch.setattr(_build, "ids", broken())
+    with caplog.at_level(logging.ERROR, "tlstiming"), connect(ctx, server.address) as tls:
+        assert read_exactly(tls, len(GREETING)) == GREETING
+        assert tlstiming.span_of(tls) is None
+    (record,) = [r for r in caplog.records if "failed to record" in r.getMessage()]
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
+
+
+class _Stop(BaseException):
+    pass
+
+
+# ssl closes the socket only for OSError/ValueError from the handshake: this one is leaked
+# by ssl itself, as without tlstiming.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.usefixtures("implementation")
+def test_base_exception_in_a_sink_propagates(serve: ServeFactory, pki: PKI) -> None:
+    """Like ``KeyboardInterrupt`` anywhere else: not swallowed, in either implementation."""
+
+    def sink(span: Any) -> None:
+        raise _Stop
+
+    server = serve(server_context(pki.leaf))
+    ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    ctx.add_sink(sink)
+    with pytest.raises(_Stop):
+        connect(ctx, server.address)
+
+
+@needs_accelerator
+def test_misuse_raises() -> None:
+    from tlstiming import _speedups
+
+    with pytest.raises(TypeError, match="6 arguments"):
+        _speedups.on_message(object())  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="at least 2"):
+        _speedups.drive(object())  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        _speedups.configure()  # type: ignore[call-arg]
+    good: dict[str, Any] = {
+        "adopt": print,
+        "finish": print,
+        "refuse": print,
+        "failed": print,
+        "sink_failed": print,
+        "span_type": tlstiming.HandshakeSpan,
+        "build": _build,
+        "delivery": _build,
+        "want": (ssl.SSLWantReadError,),
+        "sslsocket": ssl.SSLSocket,
+        "msg_descr": None,
+        "perf": print,
+        "cpu": print,
+        "unix": print,
+    }
+    with pytest.raises(ValueError, match="slots"):
+        _speedups.configure(**good, span_slots=(1, 2))
+    with pytest.raises(TypeError, match="slot descriptors"):
+        _speedups.configure(**good, span_slots=tuple(range(16)))
+    # configure() checks before it stores anything: recording still works.
+    assert _conn.ACCELERATED
+
+
+@needs_accelerator
+def test_stale_build_falls_back_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tlstiming import _speedups
+
+    monkeypatch.setattr(_speedups, "VERSION", _conn.SPEEDUPS_VERSION + 1)
+    monkeypatch.setattr(_conn, "on_message", _conn.on_message)
+    monkeypatch.setattr(_conn, "drive", _conn.drive)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _conn._accelerate() is False
+    assert any("stale" in str(w.message) for w in caught)
+
+
+@needs_accelerator
+def test_user_callback_chained_through_the_accelerator(
+    serve: ServeFactory, pki: PKI, recorder: SpanRecorder
+) -> None:
+    seen: list[tuple[str, int]] = []
+    server = serve(server_context(pki.leaf))
+    ctx: TimedSSLContext = tlstiming.create_default_context(cadata=pki.ca_pem)
+    ctx.add_sink(recorder)
+    ctx._msg_callback = lambda conn, direction, v, ct, mt, data: seen.append((direction, ct))
+    with connect(ctx, server.address) as tls:
+        read_exactly(tls, len(GREETING))
+    (span,) = recorder.spans
+    recorded = [m.direction for m in span.messages if m.content_type == "handshake"]
+    given = [{"write": "sent", "read": "received"}[d] for d, ct in seen if ct == 22]
+    assert recorded == given[: len(recorded)]  # the user's callback also gets later messages
+    assert len(given) >= len(recorded) > 4
