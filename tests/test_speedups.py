@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 from conftest import ServeFactory
+from hypothesis import given
+from hypothesis import strategies as st
 from servers import GREETING, PKI, connect, read_exactly, server_context
 
 import tlstiming
@@ -231,9 +233,9 @@ def test_misuse_raises() -> None:
         "unix": print,
     }
     with pytest.raises(ValueError, match="slots"):
-        _speedups.configure(**good, span_slots=(1, 2))
+        _speedups.configure(**good, span_slots=(1, 2), getpeername=None)
     with pytest.raises(TypeError, match="slot descriptors"):
-        _speedups.configure(**good, span_slots=tuple(range(16)))
+        _speedups.configure(**good, span_slots=tuple(range(16)), getpeername=None)
     # configure() checks before it stores anything: recording still works.
     assert _conn.ACCELERATED
 
@@ -267,3 +269,99 @@ def test_user_callback_chained_through_the_accelerator(
     given = [{"write": "sent", "read": "received"}[d] for d, ct in seen if ct == 22]
     assert recorded == given[: len(recorded)]  # the user's callback also gets later messages
     assert len(given) >= len(recorded) > 4
+
+
+# -- the packed event list ---------------------------------------------------------
+
+_INT64 = st.integers(-(2**63), 2**63 - 1)
+_INT32 = st.integers(-(2**31), 2**31 - 1)
+_EVENT = st.tuples(
+    _INT64, _INT64, st.sampled_from(["", "read", "write"]), _INT32, _INT32, st.binary(max_size=300)
+)
+
+
+def _events() -> Any:
+    from tlstiming import _speedups
+
+    return _speedups.Events()
+
+
+@needs_accelerator
+@given(items=st.lists(_EVENT, max_size=80), index=st.integers(-100, 100), cut=st.slices(100))
+def test_packed_events_behave_like_a_list_of_tuples(
+    items: list[tuple[int, int, str, int, int, bytes]], index: int, cut: slice
+) -> None:
+    events = _events()
+    for item in items:
+        events.append(item)
+    assert len(events) == len(items)
+    assert bool(events) == bool(items)
+    assert list(events) == items
+    assert list(reversed(events)) == items[::-1]
+    assert events[cut] == items[cut]
+    if -len(items) <= index < len(items):
+        assert events[index] == items[index]
+    else:
+        with pytest.raises(IndexError):
+            events[index]
+    assert tuple(events) == tuple(items)
+
+
+@needs_accelerator
+def test_packed_events_refuse_bad_input_and_change_once_frozen() -> None:
+    events = _events()
+    good = (1, 2, "read", 22, 1, b"\x01\x00")
+    bad: list[tuple[Any, type[Exception]]] = [
+        ((1, 2, "read", 22, 1), TypeError),
+        ([1, 2, "read", 22, 1, b""], TypeError),
+        ((1, 2, "sideways", 22, 1, b""), ValueError),
+        ((1, 2, b"read", 22, 1, b""), TypeError),
+        ((1, 2, "read", 22, 1, "text"), TypeError),
+        ((1, 2, "read", 2**31, 1, b""), OverflowError),
+        ((2**63, 2, "read", 22, 1, b""), OverflowError),
+        (("1", 2, "read", 22, 1, b""), TypeError),
+    ]
+    for item, error in bad:
+        with pytest.raises(error):
+            events.append(item)
+    assert len(events) == 0
+    events.append(good)
+    with pytest.raises(TypeError):
+        events["0"]
+    with pytest.raises(TypeError):
+        type(events)(1)
+    events.freeze()
+    with pytest.raises(TypeError, match="cannot change"):
+        events.append(good)
+    assert list(events) == [good]
+
+
+@needs_accelerator
+def test_packed_events_grow_past_their_first_blocks() -> None:
+    events = _events()
+    items = [(i, -1, "write", 23, 0, bytes([i % 256]) * 5000) for i in range(200)]
+    for item in items:
+        events.append(item)
+    assert list(events) == items
+
+
+@needs_accelerator
+def test_spans_of_accelerated_handshakes_pack_their_events(
+    serve: ServeFactory, pki: PKI, recorder: SpanRecorder
+) -> None:
+    """Packed while nobody reads the span; a tuple of the same events once a view exists."""
+    from tlstiming import _speedups
+
+    server = serve(server_context(pki.leaf))
+    ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    ctx.add_sink(recorder)
+    with connect(ctx, server.address) as tls:
+        read_exactly(tls, len(GREETING))
+    (span,) = recorder.spans
+    packed = span._events
+    assert isinstance(packed, _speedups.Events)
+    raw = list(packed)
+    with pytest.raises(TypeError, match="cannot change"):
+        packed.append(raw[0])
+    assert span.messages  # the first view turns them into a tuple
+    assert span._events == tuple(raw)

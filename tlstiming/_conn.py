@@ -535,7 +535,7 @@ _py_on_message: Final = on_message
 _py_drive: Final = drive
 
 
-SPEEDUPS_VERSION: Final = 1  # the _speedups.c this code was written against
+SPEEDUPS_VERSION: Final = 3  # the _speedups.c this code was written against
 
 # HandshakeSpan's slots in the order _speedups fills them (its SLOT_* enum).
 _SPAN_SLOTS: Final = (
@@ -591,6 +591,7 @@ def _accelerate() -> bool:
         cpu=_cpu,
         unix=_unix_ns,
         span_slots=tuple(vars(HandshakeSpan)[name] for name in _SPAN_SLOTS),
+        getpeername=ssl.SSLSocket.getpeername,
     )
     on_message, drive = _speedups.on_message, _speedups.drive
     return True

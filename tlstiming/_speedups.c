@@ -16,10 +16,12 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 /* Bumped whenever configure() or the behaviour _conn expects changes. */
-#define SPEEDUPS_VERSION 1
+#define SPEEDUPS_VERSION 3
 
 /* -- compatibility: Python 3.10 to 3.13 ------------------------------------ */
 
@@ -84,7 +86,8 @@ static PyObject *g_msg_descr;    /* ssl._SSLContext._msg_callback (C getset desc
 static PyObject *g_perf;         /* time.perf_counter_ns, where there is no direct clock */
 static PyObject *g_cpu;          /* time.thread_time_ns, idem */
 static PyObject *g_unix;         /* time.time_ns, idem */
-static PyObject *g_slots;        /* HandshakeSpan's slot descriptors, in SLOT_* order */
+static PyObject *g_slots;
+static PyObject *g_getpeername;  /* socket.socket.getpeername, to tell an override */        /* HandshakeSpan's slot descriptors, in SLOT_* order */
 
 enum {
     SLOT_ID, SLOT_SIDE, SLOT_HOSTNAME, SLOT_PEER, SLOT_START, SLOT_END, SLOT_UNIX,
@@ -96,30 +99,342 @@ enum {
 static PyObject *s_events, *s_context_key, *s_span, *s_certreq, *s_ctx_attr, *s_context;
 static PyObject *s_verifiers, *s_trust, *s_on_handshake, *s_sinks, *s_server_side;
 static PyObject *s_server_hostname, *s_getpeername, *s_sslobj, *s_user_cb, *s_ids;
+static PyObject *s_fileno;
 static PyObject *s_client, *s_server, *s_global_sinks, *s_deliver, *s_append, *s_empty_str, *s_empty_bytes;
-static PyObject *c_empty_tuple, *c_minus_one, *c_zero, *c_enter, *c_exit;
+static PyObject *c_empty_tuple, *c_minus_one, *c_zero;
+enum { ENTER = -1, EXIT = -2 };  /* _timeline.ENTER, _timeline.EXIT */
 
 #if defined(__linux__)
-/* CPython's perf_counter_ns and thread_time_ns are these clocks on Linux. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+/* CPython's perf_counter_ns, thread_time_ns and time_ns are these clocks on Linux. */
 #define DIRECT_CLOCKS 1
-static PyObject *
-clock_ns(clockid_t id)
+static int
+clock_raw(clockid_t id, int64_t *out)
 {
     struct timespec ts;
     if (clock_gettime(id, &ts) != 0) {
-        return PyErr_SetFromErrno(PyExc_OSError);
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
     }
-    return PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+    *out = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    return 0;
 }
-static inline PyObject *perf_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
-static inline PyObject *cpu_ns(void) { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
-static inline PyObject *unix_ns(void) { return clock_ns(CLOCK_REALTIME); }
+static inline int perf_raw(int64_t *out) { return clock_raw(CLOCK_MONOTONIC, out); }
+static inline int cpu_raw(int64_t *out) { return clock_raw(CLOCK_THREAD_CPUTIME_ID, out); }
+static inline int unix_raw(int64_t *out) { return clock_raw(CLOCK_REALTIME, out); }
 #else
+/* Elsewhere: time's own functions, so the clocks are exactly the Python code's. */
 #define DIRECT_CLOCKS 0
-static inline PyObject *perf_ns(void) { return PyObject_CallNoArgs(g_perf); }
-static inline PyObject *cpu_ns(void) { return PyObject_CallNoArgs(g_cpu); }
-static inline PyObject *unix_ns(void) { return PyObject_CallNoArgs(g_unix); }
+static int
+call_raw(PyObject *clock, int64_t *out)
+{
+    PyObject *value = PyObject_CallNoArgs(clock);
+    if (value == NULL) {
+        return -1;
+    }
+    long long ns = PyLong_AsLongLong(value);
+    Py_DECREF(value);
+    if (ns == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *out = ns;
+    return 0;
+}
+static inline int perf_raw(int64_t *out) { return call_raw(g_perf, out); }
+static inline int cpu_raw(int64_t *out) { return call_raw(g_cpu, out); }
+static inline int unix_raw(int64_t *out) { return call_raw(g_unix, out); }
 #endif
+
+static PyObject *
+clock_object(int (*clock)(int64_t *))
+{
+    int64_t ns;
+    return clock(&ns) < 0 ? NULL : PyLong_FromLongLong(ns);
+}
+static inline PyObject *perf_ns(void) { return clock_object(perf_raw); }
+static inline PyObject *cpu_ns(void) { return clock_object(cpu_raw); }
+static inline PyObject *unix_ns(void) { return clock_object(unix_raw); }
+
+
+/* -- Events: a handshake's raw events, packed ---------------------------------
+ *
+ * A sequence of (t_ns, cpu_ns, direction, kind, msg_type, data) tuples, as the
+ * pure-Python code keeps in a list, stored as fixed-size C records plus one
+ * byte buffer. The message callback appends without allocating a Python
+ * object, and the span that keeps it frees three blocks instead of ~100
+ * objects. Tuples are built only when read (a span's first view converts it
+ * to a tuple once). Python code appends 6-tuples through append().
+ */
+
+typedef struct {
+    int64_t t, cpu;
+    int32_t kind, msg_type;
+    uint32_t offset, length;
+    uint8_t direction;  /* 0 "", 1 "read", 2 "write" */
+} Event;
+
+typedef struct {
+    PyObject_HEAD
+    Event *items;
+    Py_ssize_t size, capacity;
+    char *data;
+    size_t used, room;
+    int frozen;
+} Events;
+
+static PyTypeObject EventsType;
+static PyObject *s_read, *s_write;
+
+static void
+events_dealloc(Events *self)
+{
+    PyMem_Free(self->items);
+    PyMem_Free(self->data);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+events_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    if ((args != NULL && PyTuple_GET_SIZE(args)) || (kwargs != NULL && PyDict_GET_SIZE(kwargs))) {
+        PyErr_SetString(PyExc_TypeError, "Events() takes no arguments");
+        return NULL;
+    }
+    return type->tp_alloc(type, 0);
+}
+
+/* Reserve one record and ``length`` bytes; NULL (MemoryError set) if impossible. */
+static Event *
+events_reserve(Events *self, size_t length)
+{
+    if (self->frozen) {
+        PyErr_SetString(PyExc_TypeError, "a finished handshake's events cannot change");
+        return NULL;
+    }
+    if (length > UINT32_MAX || self->used > UINT32_MAX - length) {
+        PyErr_SetString(PyExc_OverflowError, "handshake events too large");
+        return NULL;
+    }
+    if (self->size == self->capacity) {
+        Py_ssize_t capacity = self->capacity ? self->capacity * 2 : 32;
+        Event *items = PyMem_Realloc(self->items, (size_t)capacity * sizeof(Event));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        self->items = items;
+        self->capacity = capacity;
+    }
+    if (self->used + length > self->room) {
+        size_t room = self->room ? self->room : 4096;
+        while (room < self->used + length) {
+            room *= 2;
+        }
+        char *data = PyMem_Realloc(self->data, room);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        self->data = data;
+        self->room = room;
+    }
+    Event *e = &self->items[self->size];
+    e->offset = (uint32_t)self->used;
+    e->length = (uint32_t)length;
+    return e;
+}
+
+/* Append one event; ``data``/``length`` are copied. */
+static int
+events_add(Events *self, int64_t t, int64_t cpu, uint8_t direction, int32_t kind,
+           int32_t msg_type, const char *data, size_t length)
+{
+    Event *e = events_reserve(self, length);
+    if (e == NULL) {
+        return -1;
+    }
+    e->t = t;
+    e->cpu = cpu;
+    e->direction = direction;
+    e->kind = kind;
+    e->msg_type = msg_type;
+    if (length) {
+        memcpy(self->data + self->used, data, length);
+    }
+    self->used += length;
+    self->size++;
+    return 0;
+}
+
+/* "" -> 0, "read" -> 1, "write" -> 2; -1 with ValueError otherwise. */
+static int
+direction_code(PyObject *direction)
+{
+    if (!PyUnicode_Check(direction)) {
+        PyErr_SetString(PyExc_TypeError, "direction must be a str");
+        return -1;
+    }
+    if (PyUnicode_GET_LENGTH(direction) == 0) {
+        return 0;
+    }
+    if (PyUnicode_CompareWithASCIIString(direction, "read") == 0) {
+        return 1;
+    }
+    if (PyUnicode_CompareWithASCIIString(direction, "write") == 0) {
+        return 2;
+    }
+    PyErr_SetString(PyExc_ValueError, "direction must be '', 'read' or 'write'");
+    return -1;
+}
+
+static int
+int32_of(PyObject *value, int32_t *out)
+{
+    long v = PyLong_AsLong(value);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (v < INT32_MIN || v > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "event field out of range");
+        return -1;
+    }
+    *out = (int32_t)v;
+    return 0;
+}
+
+/* Events.append((t_ns, cpu_ns, direction, kind, msg_type, data)) */
+static PyObject *
+events_append(Events *self, PyObject *item)
+{
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 6) {
+        PyErr_SetString(PyExc_TypeError, "an event is a tuple of 6 items");
+        return NULL;
+    }
+    long long t = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 0));
+    if (t == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    long long cpu = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 1));
+    if (cpu == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int direction = direction_code(PyTuple_GET_ITEM(item, 2));
+    if (direction < 0) {
+        return NULL;
+    }
+    int32_t kind, msg_type;
+    if (int32_of(PyTuple_GET_ITEM(item, 3), &kind) < 0
+        || int32_of(PyTuple_GET_ITEM(item, 4), &msg_type) < 0) {
+        return NULL;
+    }
+    PyObject *data = PyTuple_GET_ITEM(item, 5);
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "an event's data is bytes");
+        return NULL;
+    }
+    if (events_add(self, t, cpu, (uint8_t)direction, kind, msg_type, PyBytes_AS_STRING(data),
+                   (size_t)PyBytes_GET_SIZE(data)) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t
+events_length(Events *self)
+{
+    return self->size;
+}
+
+static PyObject *
+events_item(Events *self, Py_ssize_t i)
+{
+    if (i < 0 || i >= self->size) {
+        PyErr_SetString(PyExc_IndexError, "event index out of range");
+        return NULL;
+    }
+    const Event *e = &self->items[i];
+    PyObject *direction = e->direction == 1 ? s_read : e->direction == 2 ? s_write : s_empty_str;
+    PyObject *data = e->length ? PyBytes_FromStringAndSize(self->data + e->offset, e->length)
+                               : Py_NewRef(s_empty_bytes);
+    if (data == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue("(LLOiiN)", (long long)e->t, (long long)e->cpu, direction, e->kind,
+                         e->msg_type, data);
+}
+
+static PyObject *
+events_subscript(Events *self, PyObject *key)
+{
+    if (PyIndex_Check(key)) {
+        Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+        if (i == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        return events_item(self, i < 0 ? i + self->size : i);
+    }
+    if (PySlice_Check(key)) {
+        Py_ssize_t start, stop, step;
+        if (PySlice_Unpack(key, &start, &stop, &step) < 0) {
+            return NULL;
+        }
+        Py_ssize_t n = PySlice_AdjustIndices(self->size, &start, &stop, step);
+        PyObject *list = PyList_New(n);
+        if (list == NULL) {
+            return NULL;
+        }
+        for (Py_ssize_t k = 0, i = start; k < n; k++, i += step) {
+            PyObject *item = events_item(self, i);
+            if (item == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, k, item);
+        }
+        return list;
+    }
+    PyErr_Format(PyExc_TypeError, "event indices must be integers or slices, not %.200s",
+                 Py_TYPE(key)->tp_name);
+    return NULL;
+}
+
+static PyObject *
+events_freeze(Events *self, PyObject *unused)
+{
+    self->frozen = 1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef events_methods[] = {
+    {"append", (PyCFunction)events_append, METH_O, "Append one (t, cpu, direction, kind, msg_type, data) event."},
+    {"freeze", (PyCFunction)events_freeze, METH_NOARGS, "Refuse further appends."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods events_as_sequence = {
+    .sq_length = (lenfunc)events_length,
+    .sq_item = (ssizeargfunc)events_item,
+};
+
+static PyMappingMethods events_as_mapping = {
+    .mp_length = (lenfunc)events_length,
+    .mp_subscript = (binaryfunc)events_subscript,
+};
+
+static PyTypeObject EventsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tlstiming._speedups.Events",
+    .tp_basicsize = sizeof(Events),
+    .tp_dealloc = (destructor)events_dealloc,
+    .tp_as_sequence = &events_as_sequence,
+    .tp_as_mapping = &events_as_mapping,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A handshake's raw events, packed: a sequence of 6-tuples.",
+    .tp_methods = events_methods,
+    .tp_new = events_new,
+};
 
 /* Build (perf, cpu-or--1, direction, kind, msg_type, data); steals nothing. */
 static PyObject *
@@ -165,22 +480,25 @@ append(PyObject *events, PyObject *item)
     return 0;
 }
 
-/* Append a marker (ENTER, EXIT) stamped now; return the timestamp (new ref). */
-static PyObject *
-mark(PyObject *events, PyObject *kind)
+/* Append a marker (ENTER, EXIT) stamped now into *now. */
+static int
+mark(PyObject *events, int kind, int64_t *now)
 {
-    PyObject *now = perf_ns();
-    if (now == NULL) {
-        return NULL;
+    int64_t cpu;
+    if (perf_raw(now) < 0 || cpu_raw(&cpu) < 0) {
+        return -1;
     }
-    PyObject *t = event(now, 1, s_empty_str, kind, c_zero, s_empty_bytes);
-    if (t == NULL || append(events, t) < 0) {
-        Py_XDECREF(t);
-        Py_DECREF(now);
-        return NULL;
+    if (Py_IS_TYPE(events, &EventsType)) {
+        return events_add((Events *)events, *now, cpu, 0, kind, 0, NULL, 0);
     }
+    PyObject *t = Py_BuildValue("(LLOiiO)", (long long)*now, (long long)cpu, s_empty_str, kind, 0,
+                                s_empty_bytes);
+    if (t == NULL) {
+        return -1;
+    }
+    int rc = append(events, t);
     Py_DECREF(t);
-    return now;
+    return rc;
 }
 
 static int
@@ -227,6 +545,30 @@ on_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     int handshake_or_alert = content_type == 22 || content_type == 21;
+    if (Py_IS_TYPE(events, &EventsType) && PyBytes_Check(args[5])) {
+        int64_t t, cpu = -1;
+        int direction = direction_code(args[1]);
+        int rc = direction < 0 || content_type < INT32_MIN || content_type > INT32_MAX
+                         || msg_type < INT32_MIN || msg_type > INT32_MAX
+                     ? -1
+                     : perf_raw(&t);
+        if (rc == 0 && handshake_or_alert) {
+            rc = cpu_raw(&cpu);
+        }
+        if (rc == 0) {
+            rc = events_add((Events *)events, t, cpu, (uint8_t)direction, (int32_t)content_type,
+                            (int32_t)msg_type, PyBytes_AS_STRING(args[5]),
+                            (size_t)PyBytes_GET_SIZE(args[5]));
+        }
+        Py_DECREF(events);
+        if (rc < 0) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_OverflowError, "event field out of range");
+            }
+            return NULL;
+        }
+        goto recorded;
+    }
     PyObject *now = perf_ns();
     if (now == NULL) {
         Py_DECREF(events);
@@ -241,6 +583,7 @@ on_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_DECREF(t);
     Py_DECREF(events);
+recorded:
     if (content_type == 22 && msg_type == 13) {
         if (PyObject_SetAttr(conn, s_certreq, Py_True) < 0) {
             return NULL;
@@ -248,6 +591,52 @@ on_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_RETURN_NONE;
 }
+
+#if DIRECT_CLOCKS
+/* The peer of an IPv4/IPv6 socket as socket.getpeername() formats it, (host, port),
+ * without releasing the GIL around one syscall as the socket method does.
+ * Returns NULL with no error set when the socket method should be asked instead. */
+static PyObject *
+peer_direct(PyObject *conn)
+{
+    PyObject *fileno = PyObject_CallMethodNoArgs(conn, s_fileno);
+    if (fileno == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    long fd = PyLong_AsLong(fileno);
+    Py_DECREF(fileno);
+    if (fd < 0 || fd > INT32_MAX) {
+        PyErr_Clear();
+        return NULL;  /* closed (-1) or odd: the method knows what to raise */
+    }
+    struct sockaddr_storage address;
+    socklen_t size = sizeof(address);
+    if (getpeername((int)fd, (struct sockaddr *)&address, &size) != 0) {
+        return NULL;
+    }
+    char host[INET6_ADDRSTRLEN];
+    unsigned short port;
+    if (address.ss_family == AF_INET) {
+        struct sockaddr_in *in4 = (struct sockaddr_in *)&address;
+        if (inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host)) == NULL) {
+            return NULL;
+        }
+        port = ntohs(in4->sin_port);
+    }
+    else if (address.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&address;
+        if (inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host)) == NULL) {
+            return NULL;
+        }
+        port = ntohs(in6->sin6_port);
+    }
+    else {
+        return NULL;
+    }
+    return Py_BuildValue("(si)", host, (int)port);
+}
+#endif
 
 /* conn.getpeername() as (host, port), or None (not a socket, closed, AF_UNIX...). */
 static PyObject *
@@ -260,6 +649,20 @@ peer_of(PyObject *conn)
     if (!is_socket) {
         Py_RETURN_NONE;
     }
+#if DIRECT_CLOCKS
+    PyObject *method = PyObject_GetAttr((PyObject *)Py_TYPE(conn), s_getpeername);
+    if (method == NULL) {
+        return NULL;
+    }
+    int plain = method == g_getpeername;  /* not overridden by the caller's socket class */
+    Py_DECREF(method);
+    if (plain) {
+        PyObject *peer = peer_direct(conn);
+        if (peer != NULL || PyErr_Occurred()) {
+            return peer;
+        }
+    }
+#endif
     PyObject *address = PyObject_CallMethodNoArgs(conn, s_getpeername);
     if (address == NULL) {
         if (PyErr_ExceptionMatches(PyExc_OSError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
@@ -393,15 +796,23 @@ new_span(PyObject *span_id, PyObject *server_side, PyObject *hostname, PyObject 
     if (server < 0) {
         return NULL;
     }
-    if (PyTuple_GET_SIZE(events) == 0 || !PyTuple_Check(PyTuple_GET_ITEM(events, 0))
-        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(events, 0)) == 0) {
-        PyErr_SetString(PyExc_ValueError, "a handshake with no events");
+    PyObject *start = NULL;
+    if (Py_IS_TYPE(events, &EventsType)) {
+        Events *packed = (Events *)events;
+        start = packed->size ? PyLong_FromLongLong(packed->items[0].t) : NULL;
+    }
+    else if (PyTuple_GET_SIZE(events) && PyTuple_Check(PyTuple_GET_ITEM(events, 0))
+             && PyTuple_GET_SIZE(PyTuple_GET_ITEM(events, 0))) {
+        start = Py_NewRef(PyTuple_GET_ITEM(PyTuple_GET_ITEM(events, 0), 0));
+    }
+    if (start == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "a handshake with no events");
         return NULL;
     }
     PyObject *values[N_SLOTS] = {
         [SLOT_ID] = span_id, [SLOT_SIDE] = server ? s_server : s_client,
         [SLOT_HOSTNAME] = hostname, [SLOT_PEER] = peer,
-        [SLOT_START] = PyTuple_GET_ITEM(PyTuple_GET_ITEM(events, 0), 0), [SLOT_END] = end,
+        [SLOT_START] = start, [SLOT_END] = end,
         [SLOT_UNIX] = wall, [SLOT_ERROR] = Py_None, [SLOT_CONTEXT] = snapshot,
         [SLOT_VERIFICATIONS] = c_empty_tuple, [SLOT_EVENTS] = events,
         [SLOT_TILING] = Py_None, [SLOT_PHASES] = Py_None, [SLOT_RECORDS] = Py_None,
@@ -409,16 +820,13 @@ new_span(PyObject *span_id, PyObject *server_side, PyObject *hostname, PyObject 
     };
     PyTypeObject *type = (PyTypeObject *)g_span_type;
     PyObject *span = type->tp_new(type, c_empty_tuple, NULL);
-    if (span == NULL) {
-        return NULL;
-    }
-    for (int i = 0; i < N_SLOTS; i++) {
+    for (int i = 0; span != NULL && i < N_SLOTS; i++) {
         PyObject *descr = PyTuple_GET_ITEM(g_slots, i);
         if (Py_TYPE(descr)->tp_descr_set(descr, span, values[i]) < 0) {
-            Py_DECREF(span);
-            return NULL;
+            Py_CLEAR(span);
         }
     }
+    Py_DECREF(start);
     return span;
 }
 
@@ -444,7 +852,13 @@ complete(PyObject *conn, PyObject *d, PyObject *context, PyObject *events, PyObj
     if ((hostname = PyObject_GetAttr(conn, s_server_hostname)) == NULL) goto done;
     if ((peer = peer_of(conn)) == NULL) goto done;
     /* a tuple of tuples of atoms leaves the garbage collector's watch */
-    if ((frozen = PySequence_Tuple(events)) == NULL) goto done;
+    if (Py_IS_TYPE(events, &EventsType)) {  /* packed: kept as it is, closed to appends */
+        ((Events *)events)->frozen = 1;
+        frozen = Py_NewRef(events);
+    }
+    else if ((frozen = PySequence_Tuple(events)) == NULL) {
+        goto done;
+    }
     if ((wall = unix_ns()) == NULL) goto done;
     span = new_span(span_id, server_side, hostname, peer, frozen, end, wall,
                     snapshot != NULL ? snapshot : Py_None);
@@ -528,7 +942,11 @@ done:
 static PyObject *
 leave_ok(PyObject *conn, PyObject *events)
 {
-    PyObject *end = mark(events, c_exit);
+    int64_t t;
+    if (mark(events, EXIT, &t) < 0) {
+        return NULL;
+    }
+    PyObject *end = PyLong_FromLongLong(t);
     if (end == NULL) {
         return NULL;
     }
@@ -570,7 +988,7 @@ enter(PyObject *conn)
         int rc = PyDict_SetItem(d, s_context_key, context);
         Py_DECREF(context);
         if (rc < 0) goto fail;
-        PyObject *fresh = PyList_New(0);
+        PyObject *fresh = PyObject_CallNoArgs((PyObject *)&EventsType);
         if (fresh == NULL) goto fail;
         rc = PyDict_SetItem(d, s_events, fresh);
         Py_DECREF(fresh);
@@ -579,13 +997,10 @@ enter(PyObject *conn)
     }
     Py_INCREF(events);
     Py_DECREF(d);
-    if (events != Py_None) {
-        PyObject *now = mark(events, c_enter);
-        if (now == NULL) {
-            Py_DECREF(events);
-            return NULL;
-        }
-        Py_DECREF(now);
+    int64_t now;
+    if (events != Py_None && mark(events, ENTER, &now) < 0) {
+        Py_DECREF(events);
+        return NULL;
     }
     return events;
 fail:
@@ -617,15 +1032,18 @@ drive(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (r == NULL) {
         PyObject *exc = take_exception();
         int want = PyErr_GivenExceptionMatches(exc, g_want);
-        PyObject *done;
-        if (want) {
-            done = mark(events, c_exit);
-        }
-        else {
-            PyObject *end = mark(events, c_exit);
-            PyObject *argv[4] = {conn, events, end, exc};
-            done = end == NULL ? NULL : PyObject_Vectorcall(g_finish, argv, 4, NULL);
-            Py_XDECREF(end);
+        PyObject *done = NULL;
+        int64_t t;
+        if (mark(events, EXIT, &t) == 0) {
+            if (want) {
+                done = Py_NewRef(Py_None);
+            }
+            else {
+                PyObject *end = PyLong_FromLongLong(t);
+                PyObject *argv[4] = {conn, events, end, exc};
+                done = end == NULL ? NULL : PyObject_Vectorcall(g_finish, argv, 4, NULL);
+                Py_XDECREF(end);
+            }
         }
         Py_DECREF(events);
         if (done == NULL) {  /* as in Python: an error while handling replaces it */
@@ -661,12 +1079,13 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {
         "adopt", "finish", "refuse", "failed", "sink_failed", "span_type", "build",
-        "delivery", "want", "sslsocket", "msg_descr", "perf", "cpu", "unix", "span_slots", NULL,
+        "delivery", "want", "sslsocket", "msg_descr", "perf", "cpu", "unix", "span_slots", "getpeername", NULL,
     };
-    PyObject *v[15];
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOOOOOOOOO!", names, &v[0], &v[1],
+    PyObject *v[16];
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOOOOOOOOO!O", names, &v[0], &v[1],
                                      &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9],
-                                     &v[10], &v[11], &v[12], &v[13], &PyTuple_Type, &v[14])) {
+                                     &v[10], &v[11], &v[12], &v[13], &PyTuple_Type, &v[14],
+                                     &v[15])) {
         return NULL;
     }
     if (!PyType_Check(v[5]) || PyTuple_GET_SIZE(v[14]) != N_SLOTS) {
@@ -679,11 +1098,12 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
             return NULL;
         }
     }
-    PyObject **slots[15] = {
+    PyObject **slots[16] = {
         &g_adopt, &g_finish, &g_refuse, &g_failed, &g_sink_failed, &g_span_type, &g_build,
         &g_delivery, &g_want, &g_sslsocket, &g_msg_descr, &g_perf, &g_cpu, &g_unix, &g_slots,
+        &g_getpeername,
     };
-    for (int i = 0; i < 15; i++) {
+    for (int i = 0; i < 16; i++) {
         Py_XSETREF(*slots[i], Py_NewRef(v[i]));
     }
     Py_RETURN_NONE;
@@ -730,17 +1150,25 @@ PyInit__speedups(void)
         intern(&s_user_cb, "_tlstiming_user_msg_callback") < 0 || intern(&s_ids, "ids") < 0 ||
         intern(&s_global_sinks, "global_sinks") < 0 || intern(&s_deliver, "deliver") < 0 ||
         intern(&s_append, "append") < 0 || intern(&s_client, "client") < 0 ||
-        intern(&s_server, "server") < 0 || intern(&s_empty_str, "") < 0) {
+        intern(&s_server, "server") < 0 || intern(&s_empty_str, "") < 0 ||
+        intern(&s_read, "read") < 0 || intern(&s_write, "write") < 0 ||
+        intern(&s_fileno, "fileno") < 0) {
         return NULL;
     }
     if ((s_empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) == NULL ||
         (c_minus_one = PyLong_FromLong(-1)) == NULL ||
-        (c_empty_tuple = PyTuple_New(0)) == NULL || (c_zero = PyLong_FromLong(0)) == NULL ||
-        (c_enter = PyLong_FromLong(-1)) == NULL || (c_exit = PyLong_FromLong(-2)) == NULL) {
+        (c_empty_tuple = PyTuple_New(0)) == NULL || (c_zero = PyLong_FromLong(0)) == NULL) {
+        return NULL;
+    }
+    if (PyType_Ready(&EventsType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&module_def);
-    if (module != NULL && PyModule_AddIntConstant(module, "VERSION", SPEEDUPS_VERSION) < 0) {
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(module, "VERSION", SPEEDUPS_VERSION) < 0
+        || PyModule_AddObjectRef(module, "Events", (PyObject *)&EventsType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -363,6 +363,8 @@ class HandshakeSpan:
             with _COMPUTE_LOCK:
                 value = getattr(self, slot)
                 if value is None:
+                    if type(self._events) is not tuple:  # packed by the C accelerator
+                        self._events = tuple(self._events)
                     value = compute()
                     setattr(self, slot, value)
                     if None not in (self._tiling, self._messages, self._records, self._facts):
