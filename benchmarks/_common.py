@@ -138,24 +138,31 @@ def timed_context(certs: Certs, sink: tlstiming.Sink | None = None) -> tlstiming
     return ctx
 
 
-class _PurePythonSocket(TimedSSLSocket):
-    """A TimedSSLSocket whose handshake goes through the pure-Python ``drive``."""
+def hot_path_context(
+    certs: Certs, sink: tlstiming.Sink | None, on_message: Any, drive: Any
+) -> tlstiming.TimedSSLContext:
+    """:func:`timed_context` recording through the given hot path (private seams).
 
-    def do_handshake(self, block: bool = False) -> None:
-        _conn._py_drive(self, super(TimedSSLSocket, self).do_handshake, block)
+    ``on_message`` and ``drive`` are a pair from ``tlstiming._conn`` (pure
+    Python) or from a build of ``_speedups.c``: one process can then compare
+    implementations, interleaved.
+    """
+
+    class Socket(TimedSSLSocket):
+        def do_handshake(self, block: bool = False) -> None:
+            drive(self, super(TimedSSLSocket, self).do_handshake, block)
+
+    ctx = timed_context(certs, sink)
+    _C_MSG_CALLBACK.__set__(ctx, on_message)
+    ctx.sslsocket_class = Socket
+    return ctx
 
 
 def pure_python_context(
     certs: Certs, sink: tlstiming.Sink | None = None
 ) -> tlstiming.TimedSSLContext:
-    """:func:`timed_context` recording with the pure-Python hot path (private seams).
-
-    The same process can then compare it with the C accelerator, interleaved.
-    """
-    ctx = timed_context(certs, sink)
-    _C_MSG_CALLBACK.__set__(ctx, _conn._py_on_message)
-    ctx.sslsocket_class = _PurePythonSocket
-    return ctx
+    """:func:`timed_context` recording with the pure-Python hot path."""
+    return hot_path_context(certs, sink, _conn._py_on_message, _conn._py_drive)
 
 
 # -- interleaving and statistics -------------------------------------------------

@@ -9,7 +9,12 @@ module attributes); the C accelerator's row is measured beside them. It
 depends on private names of the current implementation; if they change it
 says so and exits.
 
-A second part shows why small pieces of Python cost more than a
+A second part does the same for the C accelerator: it compiles
+``tlstiming/_speedups.c`` again under other module names, each with one
+``ABLATE_*`` macro that switches one piece off (needs a C compiler and
+Python's headers; skipped without them).
+
+A third part shows why small pieces of Python cost more than a
 micro-benchmark suggests right after a handshake: OpenSSL's work evicts the
 interpreter's code and data from the CPU caches, so each distinct function
 run afterwards pays cache misses. It times the same functions warm and
@@ -20,11 +25,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
+import shutil
 import ssl
 import statistics
+import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Final
 
 from _common import (
@@ -38,6 +49,7 @@ from _common import (
     connect,
     environment,
     floor_callback,
+    hot_path_context,
     interleave,
     pinned,
     placement,
@@ -138,6 +150,72 @@ def ablation_table(certs: Certs, port: int, rounds: int, batch: int) -> str:
     )
 
 
+ACCELERATOR_ABLATIONS: Final = {
+    "C accelerator": None,
+    "- thread CPU clock per message": "ABLATE_CPU",
+    "- peer address (getpeername)": "ABLATE_PEER",
+    "- detach": "ABLATE_DETACH",
+    "- sinks (SpanRecorder append and eviction)": "ABLATE_SINKS",
+    "- everything after the handshake": "ABLATE_SPAN",
+}
+
+
+def build_ablations(where: Path) -> dict[str, Any] | str:
+    """Compile ``_speedups.c`` once per ablation; modules by variant, or why not."""
+    from tlstiming import _conn
+
+    source = Path(_conn.__file__).with_name("_speedups.c")
+    cc = shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0])
+    include = sysconfig.get_paths()["include"]
+    if not source.exists() or cc is None or not Path(include, "Python.h").exists():
+        return "skipped: needs tlstiming/_speedups.c, a C compiler and Python's headers"
+    sys.path.insert(0, str(where))
+    modules = {}
+    for i, (variant, macro) in enumerate(ACCELERATOR_ABLATIONS.items()):
+        name = f"_ablation_{i}"
+        flags = [f'-DSPEEDUPS_MODULE="{name}"', f"-DSPEEDUPS_INIT=PyInit_{name}"]
+        if macro:
+            flags.append(f"-D{macro}")
+        target = where / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
+        command = [cc, "-O2", "-shared", "-fPIC", f"-I{include}", *flags, str(source)]
+        subprocess.run([*command, "-o", str(target)], check=True, capture_output=True)
+        module = importlib.import_module(name)
+        _conn.configure(module)
+        modules[variant] = module
+    return modules
+
+
+def accelerator_table(certs: Certs, port: int, rounds: int, batch: int) -> str:
+    """Interleave plain, floor and each accelerator ablation; tabulate ratios to plain."""
+    from tlstiming import _conn
+
+    with tempfile.TemporaryDirectory() as where:
+        modules = build_ablations(Path(where))
+        if isinstance(modules, str):
+            return modules
+        measures = {
+            "plain": measure(plain_context(certs), port, _conn, {}),
+            "floor": measure(callback_context(certs, floor_callback), port, _conn, {}),
+        }
+        for variant, module in modules.items():
+            sink = tlstiming.SpanRecorder(100)
+            ctx = hot_path_context(certs, sink, module.on_message, module.drive)
+            measures[variant] = measure(ctx, port, _conn, {})
+        interleave(measures, rounds=max(1, rounds // 20), batch=2, seed=1)
+        samples = interleave(measures, rounds=rounds, batch=batch)
+    full = ratio(samples, "C accelerator", "plain").median
+    rows = []
+    for name in measures:
+        r = ratio(samples, name, "plain")
+        cpu = ratio(samples, name, "plain", CPU).median
+        saved = f"{(full - r.median) * 100:+.2f}" if name.startswith("-") else ""
+        rows.append([name, r.cell(), f"{cpu:.3f}", saved])
+    return table(
+        ["variant (TLS 1.3; SpanRecorder(100) sink)", "wall ratio [IQR]", "cpu ratio", "pp saved"],
+        rows,
+    )
+
+
 def cold_warm(certs: Certs, port: int) -> str:
     """Time small Python steps of the kind run after a handshake, warm and with cold caches."""
     recorder = tlstiming.SpanRecorder(10)
@@ -195,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         server_process(certs, "handshake", "1.3", place.server) as port,
     ):
         print(ablation_table(certs, port, args.rounds, args.batch))
+        print("the C accelerator, one piece switched off at a time (analysis builds):")
+        print(accelerator_table(certs, port, args.rounds, args.batch))
         print("small steps, median of 300 calls each, warm and after touching 16 MiB:")
         print(cold_warm(certs, port))
     return 0

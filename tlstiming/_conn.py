@@ -558,24 +558,9 @@ _SPAN_SLOTS: Final = (
 )
 
 
-def _accelerate() -> bool:
-    """Use ``tlstiming._speedups`` for the hot path when it is built and allowed."""
-    global on_message, drive
-    if os.environ.get("TLSTIMING_PURE_PYTHON"):
-        return False
-    try:
-        from tlstiming import _speedups  # noqa: PLC0415
-    except ImportError:
-        return False
-    if getattr(_speedups, "VERSION", None) != SPEEDUPS_VERSION:
-        warnings.warn(
-            f"tlstiming._speedups at {_speedups.__file__} is stale (rebuild it, e.g. "
-            "reinstall tlstiming); using the pure-Python code",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return False
-    _speedups.configure(
+def configure(speedups: Any) -> None:
+    """Give a build of ``_speedups.c`` the Python objects it calls."""
+    speedups.configure(
         adopt=_adopt,
         finish=_finish,
         refuse=_refuse,
@@ -593,6 +578,26 @@ def _accelerate() -> bool:
         span_slots=tuple(vars(HandshakeSpan)[name] for name in _SPAN_SLOTS),
         getpeername=ssl.SSLSocket.getpeername,
     )
+
+
+def _accelerate() -> bool:
+    """Use ``tlstiming._speedups`` for the hot path when it is built and allowed."""
+    global on_message, drive
+    if os.environ.get("TLSTIMING_PURE_PYTHON"):
+        return False
+    try:
+        from tlstiming import _speedups  # noqa: PLC0415
+    except ImportError:
+        return False
+    if getattr(_speedups, "VERSION", None) != SPEEDUPS_VERSION:
+        warnings.warn(
+            f"tlstiming._speedups at {_speedups.__file__} is stale (rebuild it, e.g. "
+            "reinstall tlstiming); using the pure-Python code",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    configure(_speedups)
     on_message, drive = _speedups.on_message, _speedups.drive
     return True
 

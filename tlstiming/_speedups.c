@@ -20,6 +20,14 @@
 #include <string.h>
 #include <time.h>
 
+/* Analysis builds: benchmarks/analyze_handshake.py compiles this file again under
+ * another module name with one ABLATE_* macro defined, which switches one piece
+ * off, to measure what it costs. A real build defines none of them. */
+#ifndef SPEEDUPS_MODULE
+#define SPEEDUPS_MODULE "tlstiming._speedups"
+#define SPEEDUPS_INIT PyInit__speedups
+#endif
+
 /* Bumped whenever configure() or the behaviour _conn expects changes. */
 #define SPEEDUPS_VERSION 3
 
@@ -122,7 +130,11 @@ clock_raw(clockid_t id, int64_t *out)
     return 0;
 }
 static inline int perf_raw(int64_t *out) { return clock_raw(CLOCK_MONOTONIC, out); }
+#ifdef ABLATE_CPU
+static inline int cpu_raw(int64_t *out) { *out = 0; return 0; }
+#else
 static inline int cpu_raw(int64_t *out) { return clock_raw(CLOCK_THREAD_CPUTIME_ID, out); }
+#endif
 static inline int unix_raw(int64_t *out) { return clock_raw(CLOCK_REALTIME, out); }
 #else
 /* Elsewhere: time's own functions, so the clocks are exactly the Python code's. */
@@ -425,7 +437,7 @@ static PyMappingMethods events_as_mapping = {
 
 static PyTypeObject EventsType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "tlstiming._speedups.Events",
+    .tp_name = SPEEDUPS_MODULE ".Events",
     .tp_basicsize = sizeof(Events),
     .tp_dealloc = (destructor)events_dealloc,
     .tp_as_sequence = &events_as_sequence,
@@ -642,6 +654,9 @@ peer_direct(PyObject *conn)
 static PyObject *
 peer_of(PyObject *conn)
 {
+#ifdef ABLATE_PEER
+    Py_RETURN_NONE;
+#endif
     int is_socket = PyObject_IsInstance(conn, g_sslsocket);
     if (is_socket < 0) {
         return NULL;
@@ -698,6 +713,9 @@ descr_set(PyObject *obj, PyObject *value)
 static int
 detach(PyObject *conn)
 {
+#ifdef ABLATE_DETACH
+    return 0;
+#endif
     if (g_msg_descr == Py_None) {
         return 0;
     }
@@ -864,8 +882,10 @@ complete(PyObject *conn, PyObject *d, PyObject *context, PyObject *events, PyObj
                     snapshot != NULL ? snapshot : Py_None);
     if (span == NULL) goto done;
     if (PyDict_SetItem(d, s_span, span) < 0) goto done;
+#ifndef ABLATE_SINKS
     if (optional_attr(context, s_sinks, &sinks) < 0) goto done;
     if (sinks != NULL && call_sinks(sinks, span) < 0) goto done;
+#endif
     if ((global = PyObject_GetAttr(g_delivery, s_global_sinks)) == NULL) goto done;
     int any = PyObject_IsTrue(global);
     if (any < 0) goto done;
@@ -929,6 +949,10 @@ finish_ok(PyObject *conn, PyObject *d, PyObject *events, PyObject *end)
         result = PyObject_Vectorcall(g_finish, argv, 4, NULL);
         goto done;
     }
+#ifdef ABLATE_SPAN
+    result = Py_NewRef(Py_None);
+    goto done;
+#endif
     if (complete(conn, d, context, events, end) == 0) {
         result = Py_NewRef(Py_None);
     }
@@ -1120,7 +1144,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "tlstiming._speedups",
+    PyModuleDef_HEAD_INIT, SPEEDUPS_MODULE,
     "The handshake's hot path in C; tlstiming._conn is the reference.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
@@ -1133,7 +1157,7 @@ intern(PyObject **slot, const char *s)
 }
 
 PyMODINIT_FUNC
-PyInit__speedups(void)
+SPEEDUPS_INIT(void)
 {
     if (intern(&s_events, "_tlstiming_events") < 0 ||
         intern(&s_context_key, "_tlstiming_context") < 0 ||
