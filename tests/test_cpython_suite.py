@@ -26,3 +26,4 @@ def test_cpython_tls_suites_pass_with_timed_contexts() -> None:
     assert re.search(r"^OK", output, re.MULTILINE), output[-2000:]
     spans = int(re.search(r"^spans: (\d+)$", output, re.MULTILINE).group(1))  # type: ignore[union-attr]
     assert spans > 100  # the suite's handshakes really went through tlstiming
+    assert re.search(r"^suites: test\.test_ssl, test\.test_asyncio\.test_sslproto", output, re.M)
