@@ -150,7 +150,14 @@ def test_no_reference_leaks(serve: ServeFactory, pki: PKI) -> None:
     recorder = SpanRecorder(maxlen=1)
     ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
     ctx.add_sink(recorder)
-    watched = (ctx, recorder, tlstiming.HandshakeSpan, _build, GREETING, ctx._tlstiming_trust)
+    watched = (
+        ctx,
+        recorder,
+        tlstiming.HandshakeSpan,
+        _build,
+        ctx._tlstiming_trust,
+        ctx._tlstiming_sinks,
+    )
 
     def run(n: int) -> None:
         for _ in range(n):
