@@ -233,3 +233,71 @@ def test_the_python_3_10_way_also_leaves_the_callback(
         assert tls._sslobj.context is ctx  # type: ignore[attr-defined]
     assert _C_MSG_CALLBACK.__get__(ctx) is counting
     assert len(recorder) == 1
+
+
+# -- a connection born while another one detaches ----------------------------------
+#
+# CPython creates a connection's OpenSSL object (SSL_new) without holding the GIL,
+# and SSL_new copies the context's message callback at that instant. Another
+# thread's detach clears the context's callback for a few C calls: a connection
+# born then would never call back. These tests create that instant on purpose.
+
+
+def _births_without_callback(ctx: ssl.SSLContext) -> None:
+    """Make every connection of ``ctx`` be born (SSL_new) while its callback is cleared."""
+    for name in ("_wrap_socket", "_wrap_bio"):
+        create = getattr(ctx, name)
+
+        def born(*args: Any, _create: Any = create, **kwargs: Any) -> Any:
+            callback = _C_MSG_CALLBACK.__get__(ctx)
+            _C_MSG_CALLBACK.__set__(ctx, None)  # what another thread's detach does, briefly
+            try:
+                return _create(*args, **kwargs)
+            finally:
+                _C_MSG_CALLBACK.__set__(ctx, callback)
+
+        setattr(ctx, name, born)
+
+
+@pytest.mark.parametrize("drive", ["do_handshake", "implicit"])
+def test_connection_born_during_a_detach_is_recorded(
+    drive: str, serve: ServeFactory, pki: PKI
+) -> None:
+    server = serve(server_context(pki.leaf))
+    ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    recorder = SpanRecorder()
+    ctx.add_sink(recorder)
+    _births_without_callback(ctx)
+    raw = socket.create_connection(server.address, timeout=GUARD)
+    tls = ctx.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False)
+    with tls:
+        if drive == "do_handshake":
+            tls.do_handshake()
+        assert read_exactly(tls, len(GREETING)) == GREETING
+    (span,) = recorder.spans
+    assert span.outcome == "ok"
+    assert [m.type for m in span.messages][:2] == ["client_hello", "server_hello"]
+    assert span.facts.sni == "localhost"
+
+
+def test_memory_bio_connection_born_during_a_detach_is_recorded(
+    serve: ServeFactory, pki: PKI
+) -> None:
+    server = serve(server_context(pki.leaf))
+    ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    recorder = SpanRecorder()
+    ctx.add_sink(recorder)
+    _births_without_callback(ctx)
+
+    async def main() -> None:
+        reader, writer = await asyncio.open_connection(
+            *server.address, ssl=ctx, server_hostname="localhost"
+        )
+        assert await reader.readexactly(len(GREETING)) == GREETING
+        writer.close()
+        with contextlib.suppress(ssl.SSLError, OSError):
+            await writer.wait_closed()
+
+    asyncio.run(main())
+    (span,) = recorder.spans
+    assert [m.type for m in span.messages][:2] == ["client_hello", "server_hello"]

@@ -47,6 +47,7 @@ __all__ = [
     "close_pending",
     "drive",
     "on_message",
+    "rearm",
     "settle_pending",
     "span_of",
     "timed_sni_callback",
@@ -126,9 +127,25 @@ def span_of(conn: Any) -> Any:
 # -- the handshake's life on one connection ------------------------------------
 
 
+def rearm(conn: Any) -> None:
+    """Make sure OpenSSL calls back for ``conn``, however it was born.
+
+    CPython creates a connection's OpenSSL object without holding the GIL, and
+    OpenSSL copies the context's message callback into it at that instant.
+    If another thread's :func:`_detach` had just cleared the context's
+    callback (for three C calls), the new connection would never call back.
+    Assigning the connection its own context again sets its callback from
+    the context's (see :func:`_detach`); nothing else changes.
+    """
+    sslobj = conn.__dict__.get("_sslobj")  # None until a socket is connected
+    if sslobj is not None:
+        sslobj.context = sslobj.context
+
+
 def _enter(conn: Any) -> list[RawEvent] | None:
     d: dict[str, Any] = conn.__dict__
     if EVENTS not in d:
+        rearm(conn)
         d[EVENTS] = []
         d[CONTEXT] = d.get("_context") or conn.context  # SSLSocket keeps it in _context
     events: list[RawEvent] | None = d[EVENTS]
@@ -390,10 +407,11 @@ def _detach(conn: Any) -> None:
     changes nothing else (OpenSSL returns at once). So: clear the context's
     callback, re-assign, restore. The three steps run as one chain of C calls
     (no Python frame in between, so no other thread can run Python or enter
-    the callback while the context's callback is cleared). The connection
-    keeps its context, its certificates and its trust store: renegotiation,
-    post-handshake auth, ``getpeercert()``, ``shared_ciphers()`` and
-    ``session`` behave exactly as without tlstiming. Records after the
+    the callback while the context's callback is cleared; a connection that
+    another thread creates in that instant is re-armed by :func:`rearm`). The
+    connection keeps its context, its certificates and its trust store:
+    renegotiation, post-handshake auth, ``getpeercert()``, ``shared_ciphers()``
+    and ``session`` behave exactly as without tlstiming. Records after the
     handshake then cost nothing.
     """
     if _C_MSG_CALLBACK is None:  # a CPython without the seam records nothing anyway

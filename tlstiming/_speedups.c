@@ -988,6 +988,24 @@ leave_ok(PyObject *conn, PyObject *events)
     return result;
 }
 
+/* _conn.rearm: assign the connection (its __dict__ ``d``) its own context again, so
+ * that OpenSSL calls back for it even if it was born (SSL_new, run without the
+ * GIL) in the instant another thread's detach had cleared the context's callback. */
+static int
+rearm(PyObject *d)
+{
+    PyObject *sslobj = PyDict_GetItemWithError(d, s_sslobj);  /* borrowed */
+    if (sslobj == NULL || sslobj == Py_None) {
+        return PyErr_Occurred() ? -1 : 0;  /* not connected yet: born later */
+    }
+    Py_INCREF(sslobj);
+    PyObject *context = PyObject_GetAttr(sslobj, s_context);
+    int rc = context == NULL ? -1 : PyObject_SetAttr(sslobj, s_context, context);
+    Py_XDECREF(context);
+    Py_DECREF(sslobj);
+    return rc;
+}
+
 /* The events list a handshake records into (new ref), None, or NULL on error. */
 static PyObject *
 enter(PyObject *conn)
@@ -998,7 +1016,7 @@ enter(PyObject *conn)
     }
     PyObject *events = PyDict_GetItemWithError(d, s_events);  /* borrowed */
     if (events == NULL) {
-        if (PyErr_Occurred()) goto fail;
+        if (PyErr_Occurred() || rearm(d) < 0) goto fail;
         PyObject *context = PyDict_GetItemWithError(d, s_ctx_attr);  /* SSLSocket's _context */
         if (context == NULL && PyErr_Occurred()) goto fail;
         int truthy = context == NULL ? 0 : PyObject_IsTrue(context);

@@ -191,7 +191,7 @@ class TimedSSLContext(ssl.SSLContext):
         server_hostname: str | bytes | None = None,
         session: ssl.SSLSession | None = None,
     ) -> ssl.SSLSocket:
-        return self._tlstiming_socket_class._create(  # type: ignore[attr-defined,no-any-return]
+        conn: ssl.SSLSocket = self._tlstiming_socket_class._create(  # type: ignore[attr-defined]
             sock=sock,
             server_side=server_side,
             do_handshake_on_connect=do_handshake_on_connect,
@@ -200,6 +200,9 @@ class TimedSSLContext(ssl.SSLContext):
             context=self,
             session=session,
         )
+        if _conn.EVENTS not in conn.__dict__:  # no handshake yet: read/write may drive it
+            _conn.rearm(conn)
+        return conn
 
     def wrap_bio(
         self,
@@ -209,7 +212,7 @@ class TimedSSLContext(ssl.SSLContext):
         server_hostname: str | bytes | None = None,
         session: ssl.SSLSession | None = None,
     ) -> ssl.SSLObject:
-        return self._tlstiming_object_class._create(  # type: ignore[attr-defined,no-any-return]
+        conn: ssl.SSLObject = self._tlstiming_object_class._create(  # type: ignore[attr-defined]
             incoming,
             outgoing,
             server_side=server_side,
@@ -217,6 +220,8 @@ class TimedSSLContext(ssl.SSLContext):
             session=session,
             context=self,
         )
+        _conn.rearm(conn)  # read/write may drive the handshake (see _conn.rearm)
+        return conn
 
     # Libraries set these on a context instance; whatever they set is used,
     # with the timing mixed in, so instrumentation is never silently lost.
