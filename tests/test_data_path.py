@@ -259,15 +259,20 @@ def _births_without_callback(ctx: ssl.SSLContext) -> None:
         setattr(ctx, name, born)
 
 
+def _born_in_a_detach(pki: PKI) -> tuple[TimedSSLContext, SpanRecorder]:
+    ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    recorder = SpanRecorder()
+    ctx.add_sink(recorder)
+    _births_without_callback(ctx)
+    return ctx, recorder
+
+
 @pytest.mark.parametrize("drive", ["do_handshake", "implicit"])
 def test_connection_born_during_a_detach_is_recorded(
     drive: str, serve: ServeFactory, pki: PKI
 ) -> None:
     server = serve(server_context(pki.leaf))
-    ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
-    recorder = SpanRecorder()
-    ctx.add_sink(recorder)
-    _births_without_callback(ctx)
+    ctx, recorder = _born_in_a_detach(pki)
     raw = socket.create_connection(server.address, timeout=GUARD)
     tls = ctx.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False)
     with tls:
@@ -284,10 +289,7 @@ def test_memory_bio_connection_born_during_a_detach_is_recorded(
     serve: ServeFactory, pki: PKI
 ) -> None:
     server = serve(server_context(pki.leaf))
-    ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
-    recorder = SpanRecorder()
-    ctx.add_sink(recorder)
-    _births_without_callback(ctx)
+    ctx, recorder = _born_in_a_detach(pki)
 
     async def main() -> None:
         reader, writer = await asyncio.open_connection(
