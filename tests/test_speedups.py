@@ -8,6 +8,7 @@ Python code, never leaks references, and handles misuse with exceptions.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -15,6 +16,7 @@ import ssl
 import subprocess
 import sys
 import sysconfig
+import tracemalloc
 import warnings
 from pathlib import Path
 from typing import Any
@@ -144,31 +146,36 @@ def test_same_spans_as_python(
 
 
 @needs_accelerator
-def test_no_reference_leaks(serve: ServeFactory, pki: PKI) -> None:
-    """Objects the accelerator touches on every handshake keep their reference counts."""
+def test_no_reference_or_memory_leaks(serve: ServeFactory, pki: PKI) -> None:
+    """What the accelerator touches keeps its reference count; spans and buffers are freed."""
     server = serve(server_context(pki.leaf))
     recorder = SpanRecorder(maxlen=1)
     ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
     ctx.add_sink(recorder)
-    watched = (
-        ctx,
-        recorder,
-        tlstiming.HandshakeSpan,
-        _build,
-        ctx._tlstiming_trust,
-        ctx._tlstiming_sinks,
-    )
+    watched = (ctx, recorder, _build, ctx._tlstiming_trust, ctx._tlstiming_sinks)
 
-    def run(n: int) -> None:
+    def run(n: int) -> int:
         for _ in range(n):
             with connect(ctx, server.address) as tls:
                 read_exactly(tls, len(GREETING))
+            server.next_result()  # the server is done with it (nothing of it in flight)
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0]
 
     run(5)
     before = [sys.getrefcount(o) for o in watched]
-    run(50)
+    tracemalloc.start()
+    try:
+        early = run(20)
+        late = run(60)
+    finally:
+        tracemalloc.stop()
     assert [sys.getrefcount(o) for o in watched] == before
+    # A kept span's packed events alone are ~5 KB: 60 leaked would be ~300 KB.
+    assert late - early < 60 * 1000
+    alive = [o for o in gc.get_objects() if type(o) is tlstiming.HandshakeSpan]
     assert len(recorder) == 1
+    assert len(alive) <= 3, alive
 
 
 @pytest.mark.usefixtures("implementation")
