@@ -221,9 +221,9 @@ def test_the_python_3_10_way_also_leaves_the_callback(
     monkeypatch: pytest.MonkeyPatch, serve: ServeFactory, pki: PKI
 ) -> None:
     """Without ``operator.call`` (3.10) the steps run through partials: same result."""
-    from tlstiming import _conn
+    from tlstiming import _detach
 
-    monkeypatch.setattr(_conn, "_OPERATOR_CALL", None)
+    monkeypatch.setattr(_detach, "_OPERATOR_CALL", None)
     ctx, recorder, counting = _client(pki)
     server = serve(server_context(pki.leaf), mode="echo")
     with connect(ctx, server.address) as tls:

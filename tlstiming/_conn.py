@@ -8,12 +8,8 @@ drives them.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import functools
-import itertools
 import logging
-import operator
 import os
 import socket
 import ssl
@@ -25,6 +21,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tlstiming import _build, _delivery
 from tlstiming._build import build_span
+from tlstiming._detach import MSG_CALLBACK_SEAM as _C_MSG_CALLBACK
+from tlstiming._detach import detach as _detach
+from tlstiming._detach import rearm
 from tlstiming._errors import HandshakeAbandoned
 from tlstiming._names import alert_name
 from tlstiming._timeline import (
@@ -47,7 +46,6 @@ __all__ = [
     "close_pending",
     "drive",
     "on_message",
-    "rearm",
     "settle_pending",
     "span_of",
     "timed_sni_callback",
@@ -125,21 +123,6 @@ def span_of(conn: Any) -> Any:
 
 
 # -- the handshake's life on one connection ------------------------------------
-
-
-def rearm(conn: Any) -> None:
-    """Make sure OpenSSL calls back for ``conn``, however it was born.
-
-    CPython creates a connection's OpenSSL object without holding the GIL, and
-    OpenSSL copies the context's message callback into it at that instant.
-    If another thread's :func:`_detach` had just cleared the context's
-    callback (for three C calls), the new connection would never call back.
-    Assigning the connection its own context again sets its callback from
-    the context's (see :func:`_detach`); nothing else changes.
-    """
-    sslobj = conn.__dict__.get("_sslobj")  # None until a socket is connected
-    if sslobj is not None:
-        sslobj.context = sslobj.context
 
 
 def _enter(conn: Any) -> list[RawEvent] | None:
@@ -378,58 +361,6 @@ def _settle(conn: Any, exc: BaseException | None) -> None:
             _detach(conn)
     except Exception:
         _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
-
-
-# -- getting off the data path -------------------------------------------------
-
-_C_MSG_CALLBACK: Any = getattr(ssl._SSLContext, "_msg_callback", None)  # type: ignore[attr-defined]
-
-
-def _run_in_c(steps: tuple[tuple[Any, ...], ...]) -> None:
-    """Call ``f(*args)`` for each ``(f, *args)`` in one C loop: no Python frame between."""
-    if _OPERATOR_CALL is not None:  # 3.11+
-        collections.deque(itertools.starmap(_OPERATOR_CALL, steps), 0)
-    else:
-        calls = [functools.partial(step[0], *step[1:]) for step in steps]
-        collections.deque(map(_CALL, calls), 0)
-
-
-_OPERATOR_CALL: Any = getattr(operator, "call", None)
-_CALL: Final = operator.methodcaller("__call__")
-
-
-def _detach(conn: Any) -> None:
-    """Stop OpenSSL calling back for this connection, on the context it has.
-
-    Assigning a connection's ``context`` makes CPython set OpenSSL's
-    per-connection message callback from that context's ``_msg_callback``
-    (NULL when it is None), and re-assigning the context it already has
-    changes nothing else (OpenSSL returns at once). So: clear the context's
-    callback, re-assign, restore. The three steps run as one chain of C calls
-    (no Python frame in between, so no other thread can run Python or enter
-    the callback while the context's callback is cleared; a connection that
-    another thread creates in that instant is re-armed by :func:`rearm`). The
-    connection keeps its context, its certificates and its trust store:
-    renegotiation, post-handshake auth, ``getpeercert()``, ``shared_ciphers()``
-    and ``session`` behave exactly as without tlstiming. Records after the
-    handshake then cost nothing.
-    """
-    if _C_MSG_CALLBACK is None:  # a CPython without the seam records nothing anyway
-        return
-    sslobj = conn._sslobj
-    context = sslobj.context
-    if getattr(context, "_tlstiming_user_msg_callback", True) is not None:
-        return  # the caller's own callback wants every record (or not our context)
-    callback = _C_MSG_CALLBACK.__get__(context)
-    if callback is None:
-        return
-    setter = _C_MSG_CALLBACK.__set__
-    steps = (
-        (setter, context, None),
-        (setattr, sslobj, "context", context),
-        (setter, context, callback),
-    )
-    _run_in_c(steps)
 
 
 # -- connections made on a handshake that no do_handshake() call announced -----

@@ -709,7 +709,7 @@ descr_set(PyObject *obj, PyObject *value)
     return set(g_msg_descr, obj, value);
 }
 
-/* The detach of _conn._detach, with no Python frame anywhere in between. */
+/* The detach of _detach.detach, with no Python frame anywhere in between. */
 static int
 detach(PyObject *conn)
 {
@@ -988,7 +988,7 @@ leave_ok(PyObject *conn, PyObject *events)
     return result;
 }
 
-/* _conn.rearm: assign the connection (its __dict__ ``d``) its own context again, so
+/* _detach.rearm: assign the connection (its __dict__ ``d``) its own context again, so
  * that OpenSSL calls back for it even if it was born (SSL_new, run without the
  * GIL) in the instant another thread's detach had cleared the context's callback. */
 static int

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tlstiming import _conn
+from tlstiming import _conn, _detach
 from tlstiming._classes import TimedSSLObject, TimedSSLSocket, timed_class
 from tlstiming._trust import ContextStats, TrustAccount
 from tlstiming._verify import OnError, PeerInfo, Verdict, VerifierSpec
@@ -201,7 +201,7 @@ class TimedSSLContext(ssl.SSLContext):
             session=session,
         )
         if _conn.EVENTS not in conn.__dict__:  # no handshake yet: read/write may drive it
-            _conn.rearm(conn)
+            _detach.rearm(conn)
         return conn
 
     def wrap_bio(
@@ -220,7 +220,7 @@ class TimedSSLContext(ssl.SSLContext):
             session=session,
             context=self,
         )
-        _conn.rearm(conn)  # read/write may drive the handshake (see _conn.rearm)
+        _detach.rearm(conn)  # read/write may drive the handshake (see _detach.rearm)
         return conn
 
     # Libraries set these on a context instance; whatever they set is used,
