@@ -247,9 +247,9 @@ def test_misuse_raises() -> None:
         "unix": print,
     }
     with pytest.raises(ValueError, match="slots"):
-        _speedups.configure(**good, span_slots=(1, 2), getpeername=None)
+        _speedups.configure(**good, span_slots=(1, 2))
     with pytest.raises(TypeError, match="slot descriptors"):
-        _speedups.configure(**good, span_slots=tuple(range(16)), getpeername=None)
+        _speedups.configure(**good, span_slots=tuple(range(16)))
     # configure() checks before it stores anything: recording still works.
     assert _conn.ACCELERATED
 

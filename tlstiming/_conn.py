@@ -484,7 +484,7 @@ _py_on_message: Final = on_message
 _py_drive: Final = drive
 
 
-SPEEDUPS_VERSION: Final = 3  # the _speedups.c this code was written against
+SPEEDUPS_VERSION: Final = 4  # the _speedups.c this code was written against
 
 # HandshakeSpan's slots in the order _speedups fills them (its SLOT_* enum).
 _SPAN_SLOTS: Final = (
@@ -525,7 +525,6 @@ def configure(speedups: Any) -> None:
         cpu=_cpu,
         unix=_unix_ns,
         span_slots=tuple(vars(HandshakeSpan)[name] for name in _SPAN_SLOTS),
-        getpeername=ssl.SSLSocket.getpeername,
     )
 
 

@@ -29,7 +29,7 @@
 #endif
 
 /* Bumped whenever configure() or the behaviour _conn expects changes. */
-#define SPEEDUPS_VERSION 3
+#define SPEEDUPS_VERSION 4
 
 /* -- compatibility: Python 3.10 to 3.13 ------------------------------------ */
 
@@ -94,8 +94,7 @@ static PyObject *g_msg_descr;    /* ssl._SSLContext._msg_callback (C getset desc
 static PyObject *g_perf;         /* time.perf_counter_ns, where there is no direct clock */
 static PyObject *g_cpu;          /* time.thread_time_ns, idem */
 static PyObject *g_unix;         /* time.time_ns, idem */
-static PyObject *g_slots;
-static PyObject *g_getpeername;  /* socket.socket.getpeername, to tell an override */        /* HandshakeSpan's slot descriptors, in SLOT_* order */
+static PyObject *g_slots;        /* HandshakeSpan's slot descriptors, in SLOT_* order */
 
 enum {
     SLOT_ID, SLOT_SIDE, SLOT_HOSTNAME, SLOT_PEER, SLOT_START, SLOT_END, SLOT_UNIX,
@@ -107,15 +106,11 @@ enum {
 static PyObject *s_events, *s_context_key, *s_span, *s_certreq, *s_ctx_attr, *s_context;
 static PyObject *s_verifiers, *s_trust, *s_on_handshake, *s_sinks, *s_server_side;
 static PyObject *s_server_hostname, *s_getpeername, *s_sslobj, *s_user_cb, *s_ids;
-static PyObject *s_fileno;
 static PyObject *s_client, *s_server, *s_global_sinks, *s_deliver, *s_append, *s_empty_str, *s_empty_bytes;
 static PyObject *c_empty_tuple, *c_minus_one, *c_zero;
 enum { ENTER = -1, EXIT = -2 };  /* _timeline.ENTER, _timeline.EXIT */
 
 #if defined(__linux__)
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 /* CPython's perf_counter_ns, thread_time_ns and time_ns are these clocks on Linux. */
 #define DIRECT_CLOCKS 1
 static int
@@ -604,52 +599,6 @@ recorded:
     Py_RETURN_NONE;
 }
 
-#if DIRECT_CLOCKS
-/* The peer of an IPv4/IPv6 socket as socket.getpeername() formats it, (host, port),
- * without releasing the GIL around one syscall as the socket method does.
- * Returns NULL with no error set when the socket method should be asked instead. */
-static PyObject *
-peer_direct(PyObject *conn)
-{
-    PyObject *fileno = PyObject_CallMethodNoArgs(conn, s_fileno);
-    if (fileno == NULL) {
-        PyErr_Clear();
-        return NULL;
-    }
-    long fd = PyLong_AsLong(fileno);
-    Py_DECREF(fileno);
-    if (fd < 0 || fd > INT32_MAX) {
-        PyErr_Clear();
-        return NULL;  /* closed (-1) or odd: the method knows what to raise */
-    }
-    struct sockaddr_storage address;
-    socklen_t size = sizeof(address);
-    if (getpeername((int)fd, (struct sockaddr *)&address, &size) != 0) {
-        return NULL;
-    }
-    char host[INET6_ADDRSTRLEN];
-    unsigned short port;
-    if (address.ss_family == AF_INET) {
-        struct sockaddr_in *in4 = (struct sockaddr_in *)&address;
-        if (inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host)) == NULL) {
-            return NULL;
-        }
-        port = ntohs(in4->sin_port);
-    }
-    else if (address.ss_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&address;
-        if (inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host)) == NULL) {
-            return NULL;
-        }
-        port = ntohs(in6->sin6_port);
-    }
-    else {
-        return NULL;
-    }
-    return Py_BuildValue("(si)", host, (int)port);
-}
-#endif
-
 /* conn.getpeername() as (host, port), or None (not a socket, closed, AF_UNIX...). */
 static PyObject *
 peer_of(PyObject *conn)
@@ -664,20 +613,6 @@ peer_of(PyObject *conn)
     if (!is_socket) {
         Py_RETURN_NONE;
     }
-#if DIRECT_CLOCKS
-    PyObject *method = PyObject_GetAttr((PyObject *)Py_TYPE(conn), s_getpeername);
-    if (method == NULL) {
-        return NULL;
-    }
-    int plain = method == g_getpeername;  /* not overridden by the caller's socket class */
-    Py_DECREF(method);
-    if (plain) {
-        PyObject *peer = peer_direct(conn);
-        if (peer != NULL || PyErr_Occurred()) {
-            return peer;
-        }
-    }
-#endif
     PyObject *address = PyObject_CallMethodNoArgs(conn, s_getpeername);
     if (address == NULL) {
         if (PyErr_ExceptionMatches(PyExc_OSError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
@@ -1121,13 +1056,12 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {
         "adopt", "finish", "refuse", "failed", "sink_failed", "span_type", "build",
-        "delivery", "want", "sslsocket", "msg_descr", "perf", "cpu", "unix", "span_slots", "getpeername", NULL,
+        "delivery", "want", "sslsocket", "msg_descr", "perf", "cpu", "unix", "span_slots", NULL,
     };
-    PyObject *v[16];
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOOOOOOOOO!O", names, &v[0], &v[1],
+    PyObject *v[15];
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOOOOOOOOO!", names, &v[0], &v[1],
                                      &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9],
-                                     &v[10], &v[11], &v[12], &v[13], &PyTuple_Type, &v[14],
-                                     &v[15])) {
+                                     &v[10], &v[11], &v[12], &v[13], &PyTuple_Type, &v[14])) {
         return NULL;
     }
     if (!PyType_Check(v[5]) || PyTuple_GET_SIZE(v[14]) != N_SLOTS) {
@@ -1140,12 +1074,11 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
             return NULL;
         }
     }
-    PyObject **slots[16] = {
+    PyObject **slots[15] = {
         &g_adopt, &g_finish, &g_refuse, &g_failed, &g_sink_failed, &g_span_type, &g_build,
         &g_delivery, &g_want, &g_sslsocket, &g_msg_descr, &g_perf, &g_cpu, &g_unix, &g_slots,
-        &g_getpeername,
     };
-    for (int i = 0; i < 16; i++) {
+    for (int i = 0; i < 15; i++) {
         Py_XSETREF(*slots[i], Py_NewRef(v[i]));
     }
     Py_RETURN_NONE;
@@ -1193,8 +1126,7 @@ SPEEDUPS_INIT(void)
         intern(&s_global_sinks, "global_sinks") < 0 || intern(&s_deliver, "deliver") < 0 ||
         intern(&s_append, "append") < 0 || intern(&s_client, "client") < 0 ||
         intern(&s_server, "server") < 0 || intern(&s_empty_str, "") < 0 ||
-        intern(&s_read, "read") < 0 || intern(&s_write, "write") < 0 ||
-        intern(&s_fileno, "fileno") < 0) {
+        intern(&s_read, "read") < 0 || intern(&s_write, "write") < 0) {
         return NULL;
     }
     if ((s_empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) == NULL ||

@@ -37,5 +37,4 @@ def configure(
     cpu: Any,
     unix: Any,
     span_slots: tuple[Any, ...],
-    getpeername: Any,
 ) -> None: ...
