@@ -27,13 +27,19 @@ def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     """
     from tlstiming import _conn
 
-    if request.param == "c":
-        if not _conn.ACCELERATED:
-            pytest.skip("tlstiming._speedups is not built here (or TLSTIMING_PURE_PYTHON is set)")
-    else:
+    if request.param == "c" and not _conn.ACCELERATED:
+        pytest.skip("tlstiming._speedups is not built here (or TLSTIMING_PURE_PYTHON is set)")
+    use_implementation(str(request.param), monkeypatch)
+    return str(request.param)
+
+
+def use_implementation(implementation: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record through ``"python"`` (the pure-Python hot path) or ``"c"`` (as imported)."""
+    from tlstiming import _conn
+
+    if implementation == "python":
         monkeypatch.setattr(_conn, "on_message", _conn._py_on_message)
         monkeypatch.setattr(_conn, "drive", _conn._py_drive)
-    return str(request.param)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ServeFactory
+from conftest import ServeFactory, use_implementation
 from hypothesis import given
 from hypothesis import strategies as st
 from servers import GREETING, PKI, connect, read_exactly, server_context
@@ -92,12 +92,6 @@ def test_pure_python_switch() -> None:
     assert out.stdout.split() == ["False", "True"]
 
 
-def _use(implementation: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    if implementation == "python":
-        monkeypatch.setattr(_conn, "on_message", _conn._py_on_message)
-        monkeypatch.setattr(_conn, "drive", _conn._py_drive)
-
-
 def _record(ctx: TimedSSLContext, address: tuple[str, int], *, reuse: Any = None) -> Any:
     recorder = SpanRecorder()
     ctx.add_sink(recorder)
@@ -134,7 +128,7 @@ def test_same_spans_as_python(
     shapes = {}
     for implementation in ("c", "python"):
         with monkeypatch.context() as m:
-            _use(implementation, m)
+            use_implementation(implementation, m)
             ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
             first, session = _record(ctx, server.address)
             resumed, _ = _record(ctx, server.address, reuse=session)
