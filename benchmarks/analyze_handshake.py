@@ -135,19 +135,31 @@ def ablation_table(certs: Certs, port: int, rounds: int, batch: int) -> str:
     for name, replacements in ablations().items():
         measures[name] = measure(python, port, _conn, replacements)
     measures["- sink (no sinks at all)"] = measure(bare, port, _conn, {})
+    return ablation_rows(
+        measures, rounds, batch, "tlstiming", ("-", "tlstiming,"), "tlstiming = pure Python"
+    )
+
+
+def ablation_rows(
+    measures: dict[str, Callable[[], Sample]],
+    rounds: int,
+    batch: int,
+    full: str,
+    compared: tuple[str, ...],
+    note: str,
+) -> str:
+    """Interleave ``measures``; tabulate ratios to plain and the pp saved against ``full``."""
     interleave(measures, rounds=max(1, rounds // 20), batch=2, seed=1)
     samples = interleave(measures, rounds=rounds, batch=batch)
-    full = ratio(samples, "tlstiming", "plain").median
+    reference = ratio(samples, full, "plain").median
     rows = []
     for name in measures:
         r = ratio(samples, name, "plain")
         cpu = ratio(samples, name, "plain", CPU).median
-        saved = f"{(full - r.median) * 100:+.2f}" if name.startswith(("-", "tlstiming,")) else ""
+        saved = f"{(reference - r.median) * 100:+.2f}" if name.startswith(compared) else ""
         rows.append([name, r.cell(), f"{cpu:.3f}", saved])
-    return table(
-        ["variant (TLS 1.3; tlstiming = pure Python)", "wall ratio [IQR]", "cpu ratio", "pp saved"],
-        rows,
-    )
+    headers = [f"variant (TLS 1.3; {note})", "wall ratio [IQR]", "cpu ratio", "pp saved"]
+    return table(headers, rows)
 
 
 ACCELERATOR_ABLATIONS: Final = {
@@ -201,19 +213,9 @@ def accelerator_table(certs: Certs, port: int, rounds: int, batch: int) -> str:
             sink = tlstiming.SpanRecorder(100)
             ctx = hot_path_context(certs, sink, module.on_message, module.drive)
             measures[variant] = measure(ctx, port, _conn, {})
-        interleave(measures, rounds=max(1, rounds // 20), batch=2, seed=1)
-        samples = interleave(measures, rounds=rounds, batch=batch)
-    full = ratio(samples, "C accelerator", "plain").median
-    rows = []
-    for name in measures:
-        r = ratio(samples, name, "plain")
-        cpu = ratio(samples, name, "plain", CPU).median
-        saved = f"{(full - r.median) * 100:+.2f}" if name.startswith("-") else ""
-        rows.append([name, r.cell(), f"{cpu:.3f}", saved])
-    return table(
-        ["variant (TLS 1.3; SpanRecorder(100) sink)", "wall ratio [IQR]", "cpu ratio", "pp saved"],
-        rows,
-    )
+        return ablation_rows(
+            measures, rounds, batch, "C accelerator", ("-",), "SpanRecorder(100) sink"
+        )
 
 
 def cold_warm(certs: Certs, port: int) -> str:
