@@ -225,6 +225,10 @@ events_reserve(Events *self, size_t length)
         return NULL;
     }
     if (self->size == self->capacity) {
+        if (self->capacity > PY_SSIZE_T_MAX / 2 / (Py_ssize_t)sizeof(Event)) {
+            PyErr_NoMemory();
+            return NULL;
+        }
         Py_ssize_t capacity = self->capacity ? self->capacity * 2 : 32;
         Event *items = PyMem_Realloc(self->items, (size_t)capacity * sizeof(Event));
         if (items == NULL) {
@@ -237,7 +241,7 @@ events_reserve(Events *self, size_t length)
     if (self->used + length > self->room) {
         size_t room = self->room ? self->room : 4096;
         while (room < self->used + length) {
-            room *= 2;
+            room = room > SIZE_MAX / 2 ? self->used + length : room * 2;  /* no wrap (32-bit) */
         }
         char *data = PyMem_Realloc(self->data, room);
         if (data == NULL) {
@@ -545,9 +549,14 @@ on_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(events);
         Py_RETURN_NONE;
     }
+    /* one at a time: converting the second with the first's exception set would lose it */
     long content_type = PyLong_AsLong(args[3]);
+    if (content_type == -1 && PyErr_Occurred()) {
+        Py_DECREF(events);
+        return NULL;
+    }
     long msg_type = PyLong_AsLong(args[4]);
-    if ((content_type == -1 || msg_type == -1) && PyErr_Occurred()) {
+    if (msg_type == -1 && PyErr_Occurred()) {
         Py_DECREF(events);
         return NULL;
     }
@@ -706,38 +715,33 @@ done:
     return rc;
 }
 
-/* Call every sink in the sequence ``sinks`` with span; a sink's Exception is reported. */
+/* Call every sink that ``sinks`` yields with span (``for sink in sinks``, so a list
+ * changed by a sink is walked as Python walks it); a sink's Exception is reported. */
 static int
 call_sinks(PyObject *sinks, PyObject *span)
 {
-    PyObject *seq = PySequence_Fast(sinks, "sinks must be a sequence");
-    if (seq == NULL) {
+    PyObject *it = PyObject_GetIter(sinks);
+    if (it == NULL) {
         return -1;
     }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *sink = PySequence_Fast_GET_ITEM(seq, i);
+    PyObject *sink;
+    while ((sink = PyIter_Next(it)) != NULL) {  /* a strong reference: a sink may drop itself */
         PyObject *r = PyObject_CallOneArg(sink, span);
-        if (r != NULL) {
-            Py_DECREF(r);
-            continue;
+        if (r == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyObject *exc = take_exception();
+            PyObject *args[3] = {sink, span, exc};
+            r = PyObject_Vectorcall(g_sink_failed, args, 3, NULL);
+            Py_DECREF(exc);
         }
-        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
-            Py_DECREF(seq);
-            return -1;
-        }
-        PyObject *exc = take_exception();
-        PyObject *args[3] = {sink, span, exc};
-        r = PyObject_Vectorcall(g_sink_failed, args, 3, NULL);
-        Py_DECREF(exc);
+        Py_DECREF(sink);
         if (r == NULL) {
-            Py_DECREF(seq);
+            Py_DECREF(it);
             return -1;
         }
         Py_DECREF(r);
     }
-    Py_DECREF(seq);
-    return 0;
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
 }
 
 /* HandshakeSpan(...) as its __init__ would build it, without running Python code. */
@@ -771,14 +775,25 @@ new_span(PyObject *span_id, PyObject *server_side, PyObject *hostname, PyObject 
         [SLOT_TILING] = Py_None, [SLOT_PHASES] = Py_None, [SLOT_RECORDS] = Py_None,
         [SLOT_MESSAGES] = Py_None, [SLOT_FACTS] = Py_None,
     };
-    PyTypeObject *type = (PyTypeObject *)g_span_type;
-    PyObject *span = type->tp_new(type, c_empty_tuple, NULL);
+    /* configure() checked both; held here so that a tp_new running Python code that
+     * configures again cannot free them under us */
+    PyTypeObject *type = (PyTypeObject *)Py_NewRef(g_span_type);
+    PyObject *slots = Py_NewRef(g_slots);
+    PyObject *span = NULL;
+    if (type->tp_new == NULL) {
+        PyErr_Format(PyExc_TypeError, "cannot create '%.200s' instances", type->tp_name);
+    }
+    else {
+        span = type->tp_new(type, c_empty_tuple, NULL);
+    }
     for (int i = 0; span != NULL && i < N_SLOTS; i++) {
-        PyObject *descr = PyTuple_GET_ITEM(g_slots, i);
+        PyObject *descr = PyTuple_GET_ITEM(slots, i);  /* a member descriptor: it runs no code */
         if (Py_TYPE(descr)->tp_descr_set(descr, span, values[i]) < 0) {
             Py_CLEAR(span);
         }
     }
+    Py_DECREF(slots);
+    Py_DECREF(type);
     Py_DECREF(start);
     return span;
 }
@@ -798,6 +813,10 @@ complete(PyObject *conn, PyObject *d, PyObject *context, PyObject *events, PyObj
         if ((snapshot = PyObject_CallMethodNoArgs(account, s_on_handshake)) == NULL) goto done;
     }
     if ((ids = PyObject_GetAttr(g_build, s_ids)) == NULL) goto done;
+    if (!PyIter_Check(ids)) {  /* PyIter_Next would call a NULL tp_iternext */
+        PyErr_Format(PyExc_TypeError, "'%.200s' object is not an iterator", Py_TYPE(ids)->tp_name);
+        goto done;
+    }
     if ((span_id = PyIter_Next(ids)) == NULL) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "span ids exhausted");
         goto done;
@@ -954,13 +973,11 @@ enter(PyObject *conn)
         if (PyErr_Occurred() || rearm(d) < 0) goto fail;
         PyObject *context = PyDict_GetItemWithError(d, s_ctx_attr);  /* SSLSocket's _context */
         if (context == NULL && PyErr_Occurred()) goto fail;
+        Py_XINCREF(context);  /* its __bool__ may run code that drops it from the dict */
         int truthy = context == NULL ? 0 : PyObject_IsTrue(context);
-        if (truthy < 0) goto fail;
-        if (truthy) {
-            Py_INCREF(context);
-        }
-        else if ((context = PyObject_GetAttr(conn, s_context)) == NULL) {
-            goto fail;
+        if (truthy <= 0) {
+            Py_XDECREF(context);
+            if (truthy < 0 || (context = PyObject_GetAttr(conn, s_context)) == NULL) goto fail;
         }
         int rc = PyDict_SetItem(d, s_context_key, context);
         Py_DECREF(context);
@@ -1046,9 +1063,74 @@ drive(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_DECREF(refused);
+    if (!PyExceptionInstance_Check(rejected)) {  /* as ``raise rejected`` would say */
+        PyErr_SetString(PyExc_TypeError, "exceptions must derive from BaseException");
+        Py_DECREF(rejected);
+        return NULL;
+    }
     PyErr_SetObject((PyObject *)Py_TYPE(rejected), rejected);
     Py_DECREF(rejected);
     return NULL;
+}
+
+/* An exception class, or a tuple of them (what an ``except`` clause accepts, one level). */
+static int
+is_exception_spec(PyObject *obj)
+{
+    if (PyTuple_Check(obj)) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(obj); i++) {
+            if (!PyExceptionClass_Check(PyTuple_GET_ITEM(obj, i))) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    return PyExceptionClass_Check(obj);
+}
+
+/* Refuse, before anything is stored, any value that a handshake would later trip on:
+ * a handshake never meets a half-configured module or a value it cannot use safely. */
+static int
+check_configuration(char **names, PyObject *const *v)
+{
+    static const int callables[] = {0, 1, 2, 3, 4, 11, 12, 13};  /* adopt .. sink_failed, clocks */
+    for (size_t k = 0; k < sizeof(callables) / sizeof(callables[0]); k++) {
+        if (!PyCallable_Check(v[callables[k]])) {
+            PyErr_Format(PyExc_TypeError, "%s must be callable", names[callables[k]]);
+            return -1;
+        }
+    }
+    PyTypeObject *span_type = PyType_Check(v[5]) ? (PyTypeObject *)v[5] : NULL;
+    if (span_type == NULL || span_type->tp_new == NULL) {
+        PyErr_SetString(PyExc_TypeError, "span_type must be a class that can be instantiated");
+        return -1;
+    }
+    if (!is_exception_spec(v[8])) {
+        PyErr_SetString(PyExc_TypeError, "want must be an exception class or a tuple of them");
+        return -1;
+    }
+    if (!PyType_Check(v[9])) {
+        PyErr_SetString(PyExc_TypeError, "sslsocket must be a class");
+        return -1;
+    }
+    if (v[10] != Py_None
+        && (Py_TYPE(v[10])->tp_descr_get == NULL || Py_TYPE(v[10])->tp_descr_set == NULL)) {
+        PyErr_SetString(PyExc_TypeError, "msg_descr must be None or a data descriptor");
+        return -1;
+    }
+    if (PyTuple_GET_SIZE(v[14]) != N_SLOTS) {
+        PyErr_Format(PyExc_ValueError, "span_slots must be span_type's %d slots", (int)N_SLOTS);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < N_SLOTS; i++) {
+        PyObject *descr = PyTuple_GET_ITEM(v[14], i);
+        if (!Py_IS_TYPE(descr, &PyMemberDescr_Type)
+            || !PyType_IsSubtype(span_type, PyDescr_TYPE(descr))) {
+            PyErr_SetString(PyExc_TypeError, "span_slots must be slot descriptors of span_type");
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static PyObject *
@@ -1064,15 +1146,8 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
                                      &v[10], &v[11], &v[12], &v[13], &PyTuple_Type, &v[14])) {
         return NULL;
     }
-    if (!PyType_Check(v[5]) || PyTuple_GET_SIZE(v[14]) != N_SLOTS) {
-        PyErr_SetString(PyExc_ValueError, "span_type must be a class with its slots given");
+    if (check_configuration(names, v) < 0) {
         return NULL;
-    }
-    for (Py_ssize_t i = 0; i < N_SLOTS; i++) {
-        if (Py_TYPE(PyTuple_GET_ITEM(v[14], i))->tp_descr_set == NULL) {
-            PyErr_SetString(PyExc_TypeError, "span_slots must be slot descriptors");
-            return NULL;
-        }
     }
     PyObject **slots[15] = {
         &g_adopt, &g_finish, &g_refuse, &g_failed, &g_sink_failed, &g_span_type, &g_build,
