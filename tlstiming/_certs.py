@@ -11,14 +11,18 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 if TYPE_CHECKING:
-    from cryptography.x509 import Certificate
+    from collections.abc import Callable
+
+    from cryptography.x509 import Certificate, Name, ObjectIdentifier
 
 __all__ = ["CertificateInfo", "certificate_info"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NO_KEY: Final[tuple[str, int | None, str | None]] = ("unknown", None, None)
+_T = TypeVar("_T")
 
 # Names as cryptography spells them (its private ``ObjectIdentifier._name``).
 _SIGNATURE_OIDS: Final = {
@@ -51,7 +55,9 @@ class CertificateInfo:
 
     If ``cryptography`` cannot parse the DER, ``parse_error`` says why and the
     other fields hold placeholders: empty names, the Unix epoch as validity,
-    ``key_type="unknown"``, ``signature_algorithm="unknown"``; ``sha256`` and
+    ``key_type="unknown"``, ``signature_algorithm="unknown"``. If it parses the
+    DER but not some fields, those hold placeholders and ``parse_error`` lists
+    them (``"subject: ValueError: ...; public_key: ..."``). ``sha256`` and
     ``size`` are always real. ``key_size`` is the modulus size for RSA/DSA,
     the curve size for EC, and ``None`` for Ed25519/Ed448 (fixed by the type).
     """
@@ -91,37 +97,66 @@ class CertificateInfo:
 def certificate_info(der: bytes) -> CertificateInfo:
     """Summarize a DER certificate; never raises.
 
+    Each field is read on its own: a field ``cryptography`` rejects keeps its
+    placeholder and adds ``"<field>: <error>"`` to ``parse_error``, the others
+    are still filled in.
+
     Args:
         der: one DER-encoded X.509 certificate.
 
     Returns:
-        The summary; ``parse_error`` is set when the DER could not be parsed.
+        The summary; ``parse_error`` is set when any part could not be parsed.
     """
     from cryptography import x509  # noqa: PLC0415 (lazy: keeps import tlstiming fast)
 
     fingerprint = hashlib.sha256(der).hexdigest()
     try:
         cert = x509.load_der_x509_certificate(der)
-        subject, issuer = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
-        validity = (cert.not_valid_before_utc, cert.not_valid_after_utc)
-        oid = cert.signature_algorithm_oid.dotted_string
-    except ValueError as exc:
-        return _unparsed(der, fingerprint, f"{type(exc).__name__}: {exc}")
-    key_type, key_size, curve = _key_facts(cert)
+    except Exception as exc:  # recording only: any DER a peer sends must still export
+        return _unparsed(der, fingerprint, _describe(exc))
+    errors: list[str] = []
+    subject_name = _read(errors, "subject", lambda: cert.subject, None)
+    issuer_name = _read(errors, "issuer", lambda: cert.issuer, None)
+    oid = _read(errors, "signature_algorithm", lambda: cert.signature_algorithm_oid, None)
+    key_type, key_size, curve = _read(errors, "public_key", lambda: _key_facts(cert), _NO_KEY)
     return CertificateInfo(
-        subject=subject,
-        issuer=issuer,
-        not_before=validity[0],
-        not_after=validity[1],
+        subject=_rfc4514(errors, "subject", subject_name),
+        issuer=_rfc4514(errors, "issuer", issuer_name),
+        not_before=_read(errors, "not_before", lambda: cert.not_valid_before_utc, _EPOCH),
+        not_after=_read(errors, "not_after", lambda: cert.not_valid_after_utc, _EPOCH),
         key_type=key_type,
         key_size=key_size,
         curve=curve,
-        signature_algorithm=_SIGNATURE_OIDS.get(oid, oid),
+        signature_algorithm=_signature_name(errors, oid),
         sha256=fingerprint,
         size=len(der),
-        self_signed=cert.subject == cert.issuer,
-        parse_error=None,
+        self_signed=subject_name is not None and subject_name == issuer_name,
+        parse_error="; ".join(errors) or None,
     )
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _read(errors: list[str], field: str, read: Callable[[], _T], placeholder: _T) -> _T:
+    """Return ``read()``; on any error note it under ``field`` and return ``placeholder``."""
+    try:
+        return read()
+    except Exception as exc:  # recording only: ValueError, InvalidVersion, UnsupportedAlgorithm...
+        errors.append(f"{field}: {_describe(exc)}")
+        return placeholder
+
+
+def _rfc4514(errors: list[str], field: str, name: Name | None) -> str:
+    return "" if name is None else _read(errors, field, name.rfc4514_string, "")
+
+
+def _signature_name(errors: list[str], oid: ObjectIdentifier | None) -> str:
+    if oid is None:
+        return "unknown"
+    dotted = _read(errors, "signature_algorithm", lambda: oid.dotted_string, "unknown")
+    return _SIGNATURE_OIDS.get(dotted, dotted)
 
 
 def _unparsed(der: bytes, fingerprint: str, error: str) -> CertificateInfo:
@@ -142,14 +177,17 @@ def _unparsed(der: bytes, fingerprint: str, error: str) -> CertificateInfo:
 
 
 def _key_facts(cert: Certificate) -> tuple[str, int | None, str | None]:
-    """Return ``(key_type, key_size, curve)``; unknown or unloadable keys -> "unknown"."""
+    """Return ``(key_type, key_size, curve)``; key types ``cryptography`` lacks -> "unknown".
+
+    A malformed key raises whatever ``cryptography`` raises (the caller records it).
+    """
     from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa  # noqa: PLC0415
 
     try:
         key = cert.public_key()
-    except (ValueError, UnsupportedAlgorithm):
-        return "unknown", None, None
+    except UnsupportedAlgorithm:  # a key type it does not implement: not a parse error
+        return _NO_KEY
     if isinstance(key, rsa.RSAPublicKey):
         return "RSA", key.key_size, None
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -160,4 +198,4 @@ def _key_facts(cert: Certificate) -> tuple[str, int | None, str | None]:
         return "Ed448", None, None
     if isinstance(key, dsa.DSAPublicKey):
         return "DSA", key.key_size, None
-    return "unknown", None, None
+    return _NO_KEY
