@@ -35,7 +35,13 @@ from tlstiming._timeline import (
     VERIFY_START,
     RawEvent,
 )
-from tlstiming._verify import PeerInfo, Verification, VerifierRejected, run_verifiers
+from tlstiming._verify import (
+    PeerInfo,
+    Verification,
+    VerifierRejected,
+    describe,
+    run_verifiers,
+)
 from tlstiming.spans import HandshakeSpan
 
 if TYPE_CHECKING:
@@ -60,9 +66,11 @@ _unix_ns = time.time_ns
 EVENTS: Final = "_tlstiming_events"  # list while recording, None once done
 CONTEXT: Final = "_tlstiming_context"  # the TimedSSLContext the handshake began on
 SPAN: Final = "_tlstiming_span"
-PENDING: Final = "_tlstiming_pending"  # handshake end index while awaiting a TLS 1.3 verdict
+PENDING: Final = "_tlstiming_pending"  # the handshake's events while awaiting a TLS 1.3 verdict
 CERTIFICATE_REQUEST: Final = "_tlstiming_certificate_request"  # set when one was seen
 CHECKS: Final = "_tlstiming_checks"  # verifications of a span awaiting its TLS 1.3 verdict
+REJECTED: Final = "_tlstiming_rejected"  # the VerifierRejected a connection was refused with
+GUARDS: Final = "_tlstiming_guards"  # read/write run do_handshake first (see guard())
 
 _WANT: Final = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -148,26 +156,31 @@ def _leave(conn: Any, events: list[RawEvent], exc: BaseException | None) -> Veri
 def _finish(
     conn: Any, events: list[RawEvent], end: int, exc: BaseException | None
 ) -> VerifierRejected | None:
-    """Everything after the handshake's EXIT mark (``_speedups`` calls this too)."""
+    """Everything after the handshake's EXIT mark (``_speedups`` calls this too).
+
+    Two parts, kept apart on purpose: the decision (the verifiers), which
+    never raises and fails closed, and the recording, whose failures are
+    reported and never reach the connection. The catch-all wraps the
+    recording only.
+    """
     d: dict[str, Any] = conn.__dict__
     d[EVENTS] = None
-    rejected = None
+    if GUARDS in d:
+        _unguard(d)
+    rejected, checks, facts = _decide(conn, events, exc)
+    if rejected is not None:
+        d[REJECTED] = exc = rejected
+    if checks or rejected is not None:
+        end = events[-1][0]
     try:
-        verifiers: tuple[Any, ...] = getattr(d[CONTEXT], "_tlstiming_verifiers", ())
-        checks: tuple[Verification, ...] = ()
-        facts = None
-        if exc is None and verifiers:
-            rejected, checks, facts = _verify(conn, events, d[CONTEXT])
-            end = events[-1][0]
-            exc = rejected
         if exc is not None:
             _publish(conn, _span(conn, events, end, exc, verifications=checks), facts)
         elif CERTIFICATE_REQUEST in d and _awaits_verdict(conn, events):
             # TLS 1.3 client auth: the server's verdict arrives with the first read.
-            d[EVENTS] = events
-            d[PENDING] = len(events)
-            d[CHECKS] = checks
             d[SPAN] = _span(conn, events, end, None, verifications=checks)
+            d[PENDING] = events  # the handshake's own events, no longer appended to
+            d[EVENTS] = _AfterHandshake()  # from now on only what the verdict needs
+            d[CHECKS] = checks
             conn.read = _settling_read(conn)
         else:
             _complete(conn, d, events, end, checks, facts)
@@ -182,10 +195,33 @@ def _record_failed(failure: BaseException) -> None:
     )
 
 
+def _decide(
+    conn: Any, events: list[RawEvent], exc: BaseException | None
+) -> tuple[VerifierRejected | None, tuple[Verification, ...], HandshakeFacts | None]:
+    """Run the verifiers of a handshake that OpenSSL accepted. Never raises; fails closed.
+
+    A failure of tlstiming's own code on the way (reading the peer, marking
+    the timeline) rejects the connection: no failure here becomes an accept.
+    """
+    if exc is not None:
+        return None, (), None
+    verifiers: tuple[Any, ...] = getattr(conn.__dict__.get(CONTEXT), "_tlstiming_verifiers", ())
+    if not verifiers:
+        return None, (), None
+    try:
+        return _verify(conn, events, verifiers)
+    except Exception as failure:
+        _log.error(
+            "tlstiming: verification could not run; the connection is rejected", exc_info=failure
+        )
+        reason = f"verification could not run ({describe(failure)})"
+        return VerifierRejected("tlstiming", reason), (), None
+
+
 def _verify(
-    conn: Any, events: list[RawEvent], context: Any
+    conn: Any, events: list[RawEvent], verifiers: tuple[Any, ...]
 ) -> tuple[VerifierRejected | None, tuple[Verification, ...], HandshakeFacts]:
-    """Run the context's verifiers; their start and end become markers on the timeline.
+    """Run ``verifiers``; their start and end become markers on the timeline.
 
     The facts parsed for them are returned so the span need not parse again.
     """
@@ -197,7 +233,7 @@ def _verify(
         return now
 
     peer, facts = _peer_info(conn, events)
-    checks, rejected = run_verifiers(context._tlstiming_verifiers, peer, mark)
+    checks, rejected = run_verifiers(verifiers, peer, mark)
     return rejected, tuple(checks), facts
 
 
@@ -229,10 +265,68 @@ def _peer_info(conn: Any, events: list[RawEvent]) -> tuple[PeerInfo, HandshakeFa
 
 
 def _refuse(conn: Any) -> None:
-    """Cut a rejected connection before any application data can cross it."""
+    """Cut a rejected connection before any application data can cross it.
+
+    A socket is shut down; on any connection, reading, writing and
+    handshaking again raise the rejection, so a caller that ignores the
+    exception still gets no data across (memory BIOs included).
+    """
+    d = conn.__dict__
     if isinstance(conn, ssl.SSLSocket):
         with contextlib.suppress(OSError):
             socket.socket.shutdown(conn, socket.SHUT_RDWR)
+    rejected = d.get(REJECTED)
+    if rejected is not None:
+        refused = _raiser(rejected)
+        for name in (*_IO_METHODS, "do_handshake"):
+            d[name] = refused
+
+
+def _raiser(rejected: VerifierRejected) -> Callable[..., Any]:
+    verifier, reason = rejected.verifier, rejected.verify_message
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise VerifierRejected(verifier, reason)
+
+    return refused
+
+
+# -- verifiers before the first byte of a read/write-driven handshake ----------
+
+_IO_METHODS: Final = ("read", "write", "send")  # SSLSocket's recv*, sendall, sendfile use these
+
+
+def guard(conn: Any) -> None:
+    """Make the first read or write of ``conn`` run the handshake through ``do_handshake``.
+
+    Without ``do_handshake_on_connect`` (or on a memory BIO) OpenSSL runs the
+    handshake inside the first read or write and would pass application data
+    in the same call, before any verifier ran. A context with verifiers
+    guards each connection it makes until its handshake ends.
+    """
+    ref = weakref.ref(conn)
+    d = conn.__dict__
+    for name in _IO_METHODS:
+        if hasattr(type(conn), name):
+            d[name] = _guarded(ref, name)
+    d[GUARDS] = True
+
+
+def _guarded(ref: weakref.ref[Any], name: str) -> Callable[..., Any]:
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        conn: Any = ref()
+        if GUARDS in conn.__dict__ and getattr(conn, "_sslobj", None) is not None:
+            conn.do_handshake()  # the verifiers run here; a rejection raises
+            _unguard(conn.__dict__)
+        return getattr(conn, name)(*args, **kwargs)
+
+    return guarded
+
+
+def _unguard(d: dict[str, Any]) -> None:
+    if d.pop(GUARDS, None):
+        for name in _IO_METHODS:
+            d.pop(name, None)
 
 
 def _complete(
@@ -346,21 +440,36 @@ def _settling_read(conn: Any) -> Callable[..., Any]:
 def _settle(conn: Any, exc: BaseException | None) -> None:
     """Deliver a span that waited for the first read after a TLS 1.3 handshake."""
     d = conn.__dict__
-    n = d.pop(PENDING, None)
-    if n is None:
+    handshake = d.pop(PENDING, None)
+    if handshake is None:
         return
     d.pop("read", None)
-    events = d[EVENTS]
+    after = d[EVENTS]
     d[EVENTS] = None
-    # The handshake ended at n; of what came after, only the verdict's alert counts.
-    events = events[:n] + [e for e in events[n:] if e[3] == 21]
     try:
+        events = [*handshake, *after]
         checks = d.pop(CHECKS, ())
-        _publish(conn, _span(conn, events, events[n - 1][0], None, exc, checks))
+        end = handshake[len(handshake) - 1][0]
+        _publish(conn, _span(conn, events, end, None, exc, checks))
         if exc is None:
             _detach(conn)
     except Exception:
         _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
+
+
+class _AfterHandshake(list[RawEvent]):
+    """What a connection records between its handshake and the server's TLS 1.3 verdict.
+
+    Only alerts (the verdict, if negative, is one), and only the first few:
+    the connection may write any amount before it reads, in constant memory.
+    """
+
+    __slots__ = ()
+    LIMIT: Final = 4
+
+    def append(self, event: RawEvent) -> None:
+        if event[3] == 21 and len(self) < self.LIMIT:
+            super().append(event)
 
 
 # -- connections made on a handshake that no do_handshake() call announced -----
@@ -403,21 +512,35 @@ def _adopt(conn: Any) -> list[RawEvent] | None:
 
 
 def _leave_implicit(conn: Any, events: list[RawEvent]) -> None:
-    """End a handshake that a read or write drove: its exception is never seen here."""
-    conn.__dict__[EVENTS] = None
+    """End a handshake that a read or write drove: its exception is never seen here.
+
+    Contexts with verifiers guard their connections (:func:`guard`) so this
+    does not happen to them; should it anyway (a verifier added after the
+    connection was made), the verifiers run here, inside OpenSSL's read or
+    write, and a rejection shuts the socket and raises out of that call.
+    """
+    d = conn.__dict__
+    d[EVENTS] = None
+    alert = next((e for e in events if e[3] == 21 and e[5][:1] == b"\x02"), None)
+    exc: BaseException | None = None
+    if alert is not None:
+        name = alert_name(alert[5][1]) if len(alert[5]) > 1 else "unknown"
+        source = "sent" if alert[2] == "write" else "received"
+        exc = ssl.SSLError(
+            f"fatal alert {name} {source} during a handshake driven by read/write; "
+            "the exception raised to the caller is not observable there"
+        )
+    rejected, checks, facts = _decide(conn, events, exc)
     try:
-        alert = next((e for e in events if e[3] == 21 and e[5][:1] == b"\x02"), None)
-        exc = None
-        if alert is not None:
-            name = alert_name(alert[5][1]) if len(alert[5]) > 1 else "unknown"
-            source = "sent" if alert[2] == "write" else "received"
-            exc = ssl.SSLError(
-                f"fatal alert {name} {source} during a handshake driven by read/write; "
-                "the exception raised to the caller is not observable there"
-            )
-        _publish(conn, _span(conn, list(events), events[-1][0], exc))
-    except Exception:
-        _log.exception("tlstiming: failed to record a handshake; the connection is unaffected")
+        _publish(
+            conn, _span(conn, list(events), events[-1][0], rejected or exc, None, checks), facts
+        )
+    except Exception as failure:
+        _record_failed(failure)
+    if rejected is not None:
+        d[REJECTED] = rejected
+        _refuse(conn)
+        raise rejected
 
 
 def _abandon(conn: Any) -> None:
@@ -468,7 +591,8 @@ def drive(conn: Any, handshake: Callable[..., None], *args: Any) -> None:
 
 def close_pending(conn: Any) -> None:
     """The connection is closing: deliver a span still waiting or abandoned."""
-    if conn.__dict__.get(EVENTS):
+    d = conn.__dict__
+    if d.get(EVENTS) or PENDING in d:
         _abandon(conn)
 
 

@@ -9,14 +9,14 @@ rejected.
 
 from __future__ import annotations
 
-import concurrent.futures
+import math
 import ssl
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from tlstiming._errors import TLSTimingError
+from tlstiming._verify_workers import VerifierOverrun, VerifierWorkers
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -94,6 +94,11 @@ class Verdict:
     soft_failed: bool = False
     details: Mapping[str, Detail] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # The verifier that builds a bad Verdict fails here, inside its own call
+        # (an ``error`` for its on_error policy); the runner checks again anyway.
+        _interpret(self)
+
 
 class Verifier(Protocol):
     """A callable that checks one connection."""
@@ -162,26 +167,36 @@ class Verification:
 
 @dataclass(frozen=True, slots=True)
 class VerifierSpec:
-    """A verifier as registered on a context, with its policy."""
+    """A verifier as registered on a context, with its policy.
+
+    Validated here, the one place every spec is made: a bad name, timeout or
+    policy is refused when the verifier is added, never met mid-handshake.
+    """
 
     verifier: Callable[[PeerInfo], Verdict | None]
     name: str
     timeout: float | None
     on_error: OnError
+    workers: VerifierWorkers | None = field(default=None, compare=False, repr=False)
 
-
-_pool_lock = threading.Lock()
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=8, thread_name_prefix="tlstiming-verify"
-            )
-        return _pool
+    def __post_init__(self) -> None:
+        if not callable(self.verifier):
+            raise TypeError(f"verifier must be callable, not {type(self.verifier).__name__}")
+        if not isinstance(self.name, str):
+            raise TypeError(f"verifier name must be a str, not {type(self.name).__name__}")
+        if not self.name or not self.name.isprintable():
+            raise ValueError(f"verifier name must be non-empty printable text, not {self.name!r}")
+        if self.timeout is not None:
+            if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)):
+                raise TypeError(f"timeout must be a number, not {type(self.timeout).__name__}")
+            if not (math.isfinite(self.timeout) and self.timeout > 0):
+                raise ValueError(
+                    f"timeout must be a finite number of seconds > 0, not {self.timeout}"
+                )
+            if self.workers is None:
+                object.__setattr__(self, "workers", VerifierWorkers(self.name))
+        if self.on_error not in ("reject", "accept"):
+            raise ValueError(f"on_error must be 'reject' or 'accept', not {self.on_error!r}")
 
 
 def run_verifiers(
@@ -190,6 +205,9 @@ def run_verifiers(
     mark: Callable[[str, bool], int],
 ) -> tuple[list[Verification], VerifierRejected | None]:
     """Run ``specs`` in order until one rejects.
+
+    Whatever a verifier returns or raises that is not an explicit accept (a
+    malformed answer included) is an ``error`` handled by its ``on_error``.
 
     Args:
         specs: the context's verifiers.
@@ -214,33 +232,75 @@ def run_verifiers(
                 details=details,
             )
         )
-        if outcome in ("rejected", "error", "timeout") and (
-            outcome == "rejected" or spec.on_error == "reject"
-        ):
+        if outcome == "rejected" or (outcome in ("error", "timeout") and spec.on_error == "reject"):
             return done, VerifierRejected(spec.name, reason or outcome)
     return done, None
 
 
-def _run_one(
-    spec: VerifierSpec, peer: PeerInfo
-) -> tuple[Outcome, str | None, tuple[tuple[str, Detail], ...]]:
+_Result = tuple[Outcome, str | None, tuple[tuple[str, Detail], ...]]
+
+
+def _run_one(spec: VerifierSpec, peer: PeerInfo) -> _Result:
     try:
-        if spec.timeout is None:
+        if spec.workers is None or spec.timeout is None:
             verdict = spec.verifier(peer)
         else:
-            future = _executor().submit(spec.verifier, peer)
-            verdict = future.result(timeout=spec.timeout)
+            verdict = spec.workers.run(spec.verifier, peer, spec.timeout)
     except VerificationFailed as failed:
-        return "rejected", failed.reason, ()
-    except concurrent.futures.TimeoutError:
-        return "timeout", f"did not finish within {spec.timeout} s", ()
+        return "rejected", _text(failed.reason), ()
+    except VerifierOverrun as overrun:
+        return "timeout", str(overrun), ()
     except Exception as exc:  # a verifier's bug: handled by its on_error policy
-        return "error", f"{type(exc).__name__}: {exc}", ()
+        return "error", describe(exc), ()
+    try:
+        return _interpret(verdict)
+    except Exception as exc:  # a malformed answer: never an accept by accident
+        return "error", f"malformed verdict: {describe(exc)}", ()
+
+
+def _interpret(verdict: object) -> _Result:
+    """Read a verifier's answer; anything but ``None`` or a well-formed Verdict raises."""
     if verdict is None:
         return "accepted", None, ()
-    details = tuple(sorted(verdict.details.items()))
-    if not verdict.ok:
-        return "rejected", verdict.reason or "rejected", details
-    if verdict.soft_failed:
-        return "soft_failed", verdict.reason, details
-    return "accepted", verdict.reason, details
+    if not isinstance(verdict, Verdict):
+        raise TypeError(f"returned {type(verdict).__name__}, expected None or a Verdict")
+    ok, soft, reason = verdict.ok, verdict.soft_failed, verdict.reason
+    if not isinstance(ok, bool) or not isinstance(soft, bool):
+        raise TypeError("Verdict.ok and Verdict.soft_failed must be bool")
+    if reason is not None and not isinstance(reason, str):
+        raise TypeError(f"Verdict.reason must be a str or None, not {type(reason).__name__}")
+    details = _details(verdict.details)
+    if not ok:
+        return "rejected", reason or "rejected", details
+    if soft:
+        return "soft_failed", reason, details
+    return "accepted", reason, details
+
+
+def _details(details: object) -> tuple[tuple[str, Detail], ...]:
+    if not isinstance(details, Mapping):
+        raise TypeError(f"Verdict.details must be a mapping, not {type(details).__name__}")
+    pairs = list(details.items())
+    for key, value in pairs:
+        if not isinstance(key, str):
+            raise TypeError(f"Verdict.details keys must be str, not {type(key).__name__}")
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise TypeError(f"Verdict.details[{key!r}] is a {type(value).__name__}")
+    return tuple(sorted(pairs))
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else describe_value(value)
+
+
+def describe_value(value: object) -> str:
+    """``str(value)``, or its type's name if that fails (a repr must never raise here)."""
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception, whatever its ``__str__`` does."""
+    return f"{type(exc).__name__}: {describe_value(exc)}"

@@ -114,29 +114,23 @@ class TimedSSLContext(ssl.SSLContext):
                 :class:`~tlstiming.VerificationFailed` to reject.
             name: its name on the span (phase ``verify:<name>``); defaults
                 to the verifier's ``name`` attribute, else its ``__name__``.
-            timeout: seconds; if set, the verifier runs on a worker thread
-                and the caller stops waiting for it after that long.
+            timeout: seconds (finite, > 0); if set, the verifier runs on one
+                of its own worker threads and the caller stops waiting for it
+                after that long. Another verifier's overrun never delays it.
             on_error: what an unexpected exception or a timeout does:
                 ``"reject"`` (the default: fail closed) or ``"accept"``.
                 Both are recorded on the span.
 
         Raises:
-            TypeError: ``verifier`` is not callable.
-            ValueError: a bad ``timeout`` or ``on_error``.
+            TypeError: ``verifier`` is not callable, or its name (given or
+                its ``name`` attribute) is not a str.
+            ValueError: an empty name, a bad ``timeout`` or ``on_error``.
         """
-        if not callable(verifier):
-            raise TypeError(f"verifier must be callable, not {type(verifier).__name__}")
-        if timeout is not None and timeout <= 0:
-            raise ValueError("timeout must be positive")
-        if on_error not in ("reject", "accept"):
-            raise ValueError(f"on_error must be 'reject' or 'accept', not {on_error!r}")
-        label = (
-            name
-            or getattr(verifier, "name", None)
-            or getattr(verifier, "__name__", None)
-            or type(verifier).__name__
-        )
-        spec = VerifierSpec(verifier, label, timeout, on_error)
+        if name is None:
+            name = getattr(verifier, "name", None)
+            if name is None:
+                name = getattr(verifier, "__name__", None) or type(verifier).__name__
+        spec = VerifierSpec(verifier, name, timeout, on_error)  # validates each argument
         self._tlstiming_verifiers = (*self._tlstiming_verifiers, spec)
 
     def remove_verifier(self, verifier: Callable[[PeerInfo], Verdict | None]) -> None:
@@ -202,6 +196,8 @@ class TimedSSLContext(ssl.SSLContext):
         )
         if _conn.EVENTS not in conn.__dict__:  # no handshake yet: read/write may drive it
             _detach.rearm(conn)
+            if self._tlstiming_verifiers:
+                _conn.guard(conn)
         return conn
 
     def wrap_bio(
@@ -221,6 +217,8 @@ class TimedSSLContext(ssl.SSLContext):
             context=self,
         )
         _detach.rearm(conn)  # read/write may drive the handshake (see _detach.rearm)
+        if self._tlstiming_verifiers:
+            _conn.guard(conn)
         return conn
 
     # Libraries set these on a context instance; whatever they set is used,
