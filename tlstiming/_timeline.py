@@ -183,10 +183,13 @@ def _handshake_messages(events: Sequence[RawEvent]) -> list[tuple[int, str, int,
 
 def _client_boundaries(events: Sequence[RawEvent]) -> list[tuple[int, str]]:
     messages = _handshake_messages(events)
+    # The client's last message other than Finished: after the server's
+    # Finished, in TLS 1.3, it ends the client's certificate flight.
+    last_sent = max((m[0] for m in messages if m[1] == "write" and m[2] != _FINISHED), default=-1)
     out: list[tuple[int, str]] = []
     server_finished = False
     tls13 = False
-    for n, (i, direction, kind, data) in enumerate(messages):
+    for i, direction, kind, data in messages:
         if direction == "write" and kind == _CLIENT_HELLO:
             if not out:
                 out.append((i, "server_hello"))
@@ -196,10 +199,10 @@ def _client_boundaries(events: Sequence[RawEvent]) -> list[tuple[int, str]]:
             out.append((i, "hello_retry" if hrr else "server_flight"))
         elif direction == "read" and kind == _FINISHED:
             server_finished = True
-            later = [m for m in messages[n + 1 :] if m[1] == "write" and m[2] != _FINISHED]
-            out.append((i, "client_certificate" if tls13 and later else "finished"))
-            if tls13 and later:
-                out.append((later[-1][0], "finished"))
+            flight = tls13 and last_sent > i
+            out.append((i, "client_certificate" if flight else "finished"))
+            if flight:
+                out.append((last_sent, "finished"))
         elif direction == "write" and kind == _FINISHED and not server_finished:
             out.append((i, "second_round_trip"))
         elif (direction, kind) in _CLIENT_TABLE:
@@ -211,6 +214,7 @@ def _server_boundaries(events: Sequence[RawEvent]) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     seen_hello = False
     hrr_sent = False
+    read_finished = False  # the client's Finished came before this event
     for i, event in enumerate(events):
         content_type, direction, kind = event[3], event[2], event[4]
         if content_type == SNI_START:
@@ -226,10 +230,13 @@ def _server_boundaries(events: Sequence[RawEvent]) -> list[tuple[int, str]]:
         elif direction == "write" and kind == _SERVER_HELLO:
             hrr_sent = hrr_sent or is_hello_retry(event[5])
             out.append((i, "hello_retry" if is_hello_retry(event[5]) else "server_flight"))
-        elif direction == "write" and kind == _FINISHED and not _read_finished(events, i):
+        elif direction == "write" and kind == _FINISHED and not read_finished:
             out.append((i, "client_finished"))
         elif (direction, kind) in _SERVER_TABLE:
             out.append((i, _SERVER_TABLE[direction, kind]))
+        read_finished = read_finished or (
+            content_type == HANDSHAKE and direction == "read" and kind == _FINISHED
+        )
     return out
 
 
@@ -240,10 +247,6 @@ def _sni_follows(events: Sequence[RawEvent], i: int) -> bool:
         if event[3] == HANDSHAKE:
             return False
     return False
-
-
-def _read_finished(events: Sequence[RawEvent], before: int) -> bool:
-    return any(e[3] == HANDSHAKE and e[2] == "read" and e[4] == _FINISHED for e in events[:before])
 
 
 def _negotiated_tls13(server_hello: bytes) -> bool:
