@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal
 
+from tlstiming._escape import escape
 from tlstiming._format import waterfall
 from tlstiming.spans import HandshakeSpan
 
@@ -153,13 +154,13 @@ def _fact_problems(span: HandshakeSpan, budget: Budget) -> Iterable[str]:
     if budget.max_round_trips is not None and span.round_trips > budget.max_round_trips:
         yield f"round trips: {span.round_trips} > budget {budget.max_round_trips}"
     if budget.alpn is not None and facts.alpn_selected != budget.alpn:
-        offered = ",".join(facts.alpn_offered) or "nothing"
+        offered = ",".join(map(escape, facts.alpn_offered)) or "nothing"
         selected = facts.alpn_selected
         yield f"alpn: {selected!r} selected (offered {offered}), expected {budget.alpn!r}"
     if budget.resumed is not None and facts.resumed != budget.resumed:
         yield f"resumed: {facts.resumed}, expected {budget.resumed}"
     if budget.min_tls is not None and _tls_rank(facts.protocol_version) < _tls_rank(budget.min_tls):
-        yield f"tls: {facts.protocol_version or 'unknown'} < minimum {budget.min_tls}"
+        yield f"tls: {escape(facts.protocol_version or 'unknown')} < minimum {budget.min_tls}"
     if budget.no_ocsp_stall and (stall := _phase_ms(span, *OCSP_PHASES)) > OCSP_STALL_MS:
         yield f"ocsp stall: {stall:.3f} ms in OCSP phases > budget {OCSP_STALL_MS:.3f} ms"
 
@@ -167,13 +168,15 @@ def _fact_problems(span: HandshakeSpan, budget: Budget) -> Iterable[str]:
 def _problems(span: Any, budget: Budget) -> Iterable[str]:
     if budget.outcome is not None and span.outcome != budget.outcome:
         error = getattr(span, "error", None)
-        detail = f" ({error.type} in phase {error.phase})" if error is not None else ""
+        detail = ""
+        if error is not None:
+            detail = f" ({escape(error.type)} in phase {escape(str(error.phase))})"
         yield f"outcome: {span.outcome}{detail}, expected {budget.outcome}"
     if budget.total_ms is not None and span.duration_ns / 1e6 > budget.total_ms:
         yield f"total: {_ms(span.duration_ns)} > budget {budget.total_ms:.3f} ms"
     for pattern, limit in budget.phases.items():
         if (measured := _phase_ms(span, pattern)) > limit:
-            yield f"phase {pattern}: {measured:.3f} ms > budget {limit:.3f} ms"
+            yield f"phase {escape(pattern)}: {measured:.3f} ms > budget {limit:.3f} ms"
     if budget.needs_handshake:
         if not isinstance(span, HandshakeSpan):
             raise TypeError(
@@ -205,7 +208,9 @@ def check(spans: Sequence[Any], budget: Budget) -> list[Violation]:
 def _render(span: Any) -> str:
     if isinstance(span, HandshakeSpan):
         return waterfall(span)
-    phases = ", ".join(f"{p.name} {_ms(p.duration_ns)}" for p in getattr(span, "phases", ()))
+    phases = ", ".join(
+        f"{escape(p.name)} {_ms(p.duration_ns)}" for p in getattr(span, "phases", ())
+    )
     return f"{span!r} [{phases}]"
 
 

@@ -1,7 +1,13 @@
-"""Human-readable renderings of spans (CLI, log messages, assertion failures)."""
+"""Human-readable renderings of spans (CLI, log messages, assertion failures).
+
+Every string a span holds is escaped (:func:`tlstiming._escape.escape`):
+the SNI name, ALPN protocols, error messages and verifier reasons can be
+written by the peer.
+"""
 
 from __future__ import annotations
 
+from tlstiming._escape import escape
 from tlstiming.spans import HandshakeSpan
 
 __all__ = ["one_line", "waterfall"]
@@ -17,21 +23,21 @@ def one_line(span: HandshakeSpan) -> str:
     """``TLS 1.3 localhost:443 1.234 ms [client_hello 0.1, server_hello 0.5, ...] alpn=h2``."""
     facts = span.facts
     version = f"TLS {facts.protocol_version}" if facts.protocol_version else "TLS ?"
-    host = span.server_hostname or facts.sni or (span.peer[0] if span.peer else "?")
+    host = escape(span.server_hostname or facts.sni or (span.peer[0] if span.peer else "?"))
     port = f":{span.peer[1]}" if span.peer else ""
-    phases = ", ".join(f"{p.name} {p.duration_ns / 1e6:.1f}" for p in span.phases)
-    parts = [f"{version} {host}{port} {span.duration_ns / 1e6:.1f} ms [{phases}]"]
+    phases = ", ".join(f"{escape(p.name)} {p.duration_ns / 1e6:.1f}" for p in span.phases)
+    parts = [f"{escape(version)} {host}{port} {span.duration_ns / 1e6:.1f} ms [{phases}]"]
     if facts.alpn_offered:
-        offered = ",".join(facts.alpn_offered)
-        parts.append(f"alpn={facts.alpn_selected or 'none'} (offered {offered})")
+        offered = ",".join(map(escape, facts.alpn_offered))
+        parts.append(f"alpn={escape(facts.alpn_selected or 'none')} (offered {offered})")
     if facts.resumed:
         parts.append("resumed")
     if facts.hello_retry:
         parts.append("hrr")
     if span.error is not None:
-        parts.append(f"error={span.error.type} phase={span.error.phase}")
+        parts.append(f"error={escape(span.error.type)} phase={escape(str(span.error.phase))}")
         if span.error.alert:
-            parts.append(f"alert={span.error.alert}")
+            parts.append(f"alert={escape(span.error.alert)}")
     return " ".join(parts)
 
 
@@ -41,7 +47,7 @@ def waterfall(span: HandshakeSpan) -> str:
     lines = [one_line(span)]
     facts = span.facts
     lines.append(
-        f"  cipher={facts.cipher or '-'} group={facts.group or '-'} "
+        f"  cipher={escape(facts.cipher or '-')} group={escape(facts.group or '-')} "
         f"round_trips={span.round_trips} certificates={facts.certificate_count} "
         f"({facts.certificate_bytes} bytes)"
     )
@@ -51,7 +57,7 @@ def waterfall(span: HandshakeSpan) -> str:
         width = max(1, phase.duration_ns * _BAR_WIDTH // total)
         bar = " " * offset + "#" * width
         times = f"{_ms(phase.duration_ns):>9}{_ms(phase.cpu_ns):>9}"
-        lines.append(f"  {phase.name:<26}{times}  |{bar:<{_BAR_WIDTH}}|")
+        lines.append(f"  {escape(phase.name):<26}{times}  |{bar:<{_BAR_WIDTH}}|")
     if span.error is not None:
-        lines.append(f"  error: {span.error.type}: {span.error.message}")
+        lines.append(f"  error: {escape(span.error.type)}: {escape(span.error.message)}")
     return "\n".join(lines)

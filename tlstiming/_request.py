@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from tlstiming._escape import escape
 from tlstiming.spans import Outcome, Phase
 
 if TYPE_CHECKING:
@@ -253,7 +254,7 @@ class RequestSpan:
     def __repr__(self) -> str:
         status = self._r.status_code if self._r.status_code is not None else self.outcome
         return (
-            f"<RequestSpan {self.method} {self.url} {status} "
+            f"<RequestSpan {escape(self.method)} {escape(self.url)} {status} "
             f"{self.duration_ns / 1e6:.3f} ms id={self.span_id}>"
         )
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from tlstiming import _demo
+from tlstiming._escape import escape
 from tlstiming._format import waterfall
 from tlstiming.context import TimedSSLContext, create_default_context
 from tlstiming.recorder import SpanRecorder
@@ -65,6 +66,11 @@ def _show(span: HandshakeSpan | None, as_json: bool, out: TextIO) -> None:
         out.write(waterfall(span) + "\n\n")
 
 
+def _error_text(exc: BaseException) -> str:
+    """``Type: message``, escaped: the message can quote the peer (names, verifier reasons)."""
+    return escape(f"{type(exc).__name__}: {exc}")
+
+
 def _connect(
     context: ssl.SSLContext, port: int, hostname: str, session: ssl.SSLSession | None = None
 ) -> ssl.SSLSession | None:
@@ -111,7 +117,7 @@ def _demo_command(as_json: bool, out: TextIO) -> int:
                     session = _connect(client, server.port, hostname, session if resume else None)
                 except (OSError, ssl.SSLError) as exc:
                     if not as_json:
-                        out.write(f"   caller got: {type(exc).__name__}: {exc}\n")
+                        out.write(f"   caller got: {_error_text(exc)}\n")
             _show(recorder.spans[-1] if recorder.spans else None, as_json, out)
     return 0
 
@@ -134,7 +140,7 @@ def _probe_command(args: argparse.Namespace, out: TextIO) -> int:
             with context.wrap_socket(raw, server_hostname=args.servername or host):
                 pass
     except (OSError, ssl.SSLError) as exc:
-        out.write(f"handshake failed: {type(exc).__name__}: {exc}\n")
+        out.write(f"handshake failed: {_error_text(exc)}\n")
         status = 1
     spans = recorder.spans
     _show(spans[-1] if spans else None, args.json, out)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
+from tlstiming._escape import escape
+
 if TYPE_CHECKING:  # imported when first used: loading the plugin stays cheap
     from tlstiming.testing import Budget, LocalPKI, LocalTLSServer, SpanCapture, SpanList
 
@@ -237,8 +239,9 @@ class _Report:
             return
         header = f"{'kind':<16}{'side':<8}{'host':<28}{'count':>6}{'errors':>7}"
         terminalreporter.write_line(header + f"{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
-        for g in groups:
-            line = f"{g['kind']:<16}{g['side'] or '-':<8}{g['host']:<28}{g['count']:>6}"
+        for g in groups:  # the host can be a client's SNI name: escaped (the JSON keeps it)
+            kind, side, host = (escape(str(g[k] or "-")) for k in ("kind", "side", "host"))
+            line = f"{kind:<16}{side:<8}{host:<28}{g['count']:>6}"
             line += f"{g['errors']:>7}{g['p50_ms']:>10.3f}{g['p95_ms']:>10.3f}{g['max_ms']:>10.3f}"
             terminalreporter.write_line(line)
 

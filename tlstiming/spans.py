@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from tlstiming import _timeline, _trust
+from tlstiming._escape import escape
 from tlstiming._names import alert_name, handshake_type_name
 from tlstiming._trust import ContextStats
 from tlstiming._verify import Verification
@@ -219,7 +220,7 @@ class HandshakeSpan:
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
     def __repr__(self) -> str:
-        host = self._hostname or (self._peer[0] if self._peer else "?")
+        host = escape(self._hostname or (self._peer[0] if self._peer else "?"))
         return (
             f"<HandshakeSpan {self._side} {host} {self.outcome} "
             f"{self.duration_ns / 1e6:.3f} ms id={self.span_id}>"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
+from tlstiming._escape import escape
 from tlstiming._format import one_line
 from tlstiming.sinks._common import Emitter, pick_level
 from tlstiming.sinks._flatten import SpanLike, flatten
@@ -89,19 +90,22 @@ class LoggingSink(Emitter):
 
 
 def message(span: SpanLike, fields: dict[str, Any]) -> str:
-    """One readable line for ``span`` (its flat ``fields`` serve kinds without a formatter)."""
+    """One readable line for ``span`` (its flat ``fields`` serve kinds without a formatter).
+
+    Its strings are escaped (a peer can write them); ``extra`` keeps them raw.
+    """
     if isinstance(span, HandshakeSpan):
         return one_line(span)
     host = fields.get("server.address", "?")
     port = fields.get("server.port")
-    where = f"{host}:{port}" if port is not None else str(host)
+    where = escape(f"{host}:{port}" if port is not None else str(host))
     duration = span.duration_ns / 1e6
-    parts = [span.kind]
+    parts = [escape(span.kind)]
     if "http.request.method" in fields:
-        parts.append(str(fields["http.request.method"]))
+        parts.append(escape(str(fields["http.request.method"])))
     parts += [where, f"{duration:.1f} ms"]
     if "http.response.status_code" in fields:
-        parts.append(f"status={fields['http.response.status_code']}")
+        parts.append(f"status={escape(str(fields['http.response.status_code']))}")
     if span.outcome != "ok":
-        parts.append(f"error={fields.get('error.type', '?')}")
+        parts.append(f"error={escape(str(fields.get('error.type', '?')))}")
     return " ".join(parts)
