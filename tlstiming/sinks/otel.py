@@ -35,6 +35,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
         "tlstiming.sinks.otel needs OpenTelemetry's API: pip install 'tlstiming[otel]'"
     ) from exc
 
+from tlstiming._names import VERSIONS
 from tlstiming.sinks._common import Emitter
 from tlstiming.sinks._flatten import SpanLike, flatten_dict
 
@@ -47,7 +48,13 @@ _WAIT: Final = ("pool_wait", "wait_for_connection")
 _PROXY: Final = ("retry", "proxy_connect", "proxy_tls")
 _SETUP: Final = _DNS + _CONNECT + _PROXY + _TLS
 _NOT_ATTRIBUTES: Final = frozenset({"tlstiming.log_schema", "span.id"})
-_METRIC_KEYS: Final = ("tls.side", "tls.protocol.version", "server.address", "error.type")
+# Metric attributes per side. Every distinct set of values is one more series to keep, so
+# nothing a peer picks freely is one: a server never uses the client's SNI name or ALPN offer.
+_METRIC_KEYS: Final = {
+    "client": ("tls.side", "tls.protocol.version", "server.address", "error.type"),
+    "server": ("tls.side", "tls.protocol.version", "error.type"),
+}
+_KNOWN_VERSIONS: Final = frozenset(VERSIONS.values())
 
 
 class OTelSink(Emitter):
@@ -60,7 +67,15 @@ class OTelSink(Emitter):
         traces: export spans.
         metrics: record the histograms ``tls.handshake.duration`` (seconds,
             per handshake) and ``tls.handshake.phase.duration`` (seconds, per
-            phase, attribute ``tls.handshake.phase``).
+            phase, attribute ``tls.handshake.phase``). Their attributes are
+            bounded: on the client side ``tls.side``, ``tls.protocol.version``,
+            ``server.address`` (the ``server_hostname`` the caller asked for)
+            and ``error.type``; on the server side ``tls.side``,
+            ``tls.protocol.version`` and ``error.type`` only, never the SNI
+            name, the ALPN offer or anything else a client chooses, so that
+            no client can create series at will. A version the peer claims
+            beyond the known ones (``1.0`` to ``1.3``, ``SSL 3.0``) is
+            recorded as ``other``. Traces keep every attribute.
         nest_connection_setup: make a request's ``HTTP connection_setup``
             span a child of the request span instead of a linked root span.
         background: export on a worker thread (the default; it runs in a
@@ -252,7 +267,7 @@ class OTelSink(Emitter):
     def _record(self, data: Mapping[str, Any]) -> None:
         if self._duration is None:
             return
-        attributes = {k: data[k] for k in _METRIC_KEYS if data.get(k) is not None}
+        attributes = _metric_attributes(data)
         self._duration.record(int(data["duration_ns"]) / 1e9, attributes)
         for phase in data.get("tlstiming.phases") or ():
             self._phase_duration.record(
@@ -266,6 +281,16 @@ class OTelSink(Emitter):
 
 def _metrics_api() -> Any:
     return metrics
+
+
+def _metric_attributes(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The bounded attributes of a handshake's histograms (see :class:`OTelSink`)."""
+    keys = _METRIC_KEYS["client" if data.get("tls.side") == "client" else "server"]
+    out = {k: data[k] for k in keys if data.get(k) is not None}
+    version = out.get("tls.protocol.version")
+    if version is not None and version not in _KNOWN_VERSIONS:
+        out["tls.protocol.version"] = "other"
+    return out
 
 
 def _attributes(data: Mapping[str, Any]) -> dict[str, Any]:
