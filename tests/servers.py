@@ -42,6 +42,7 @@ from typing import IO, Any, Final, Literal
 import trustme
 
 from tlstiming import HandshakeSpan
+from tlstiming.testing import LocalTLSServer
 
 GREETING: Final = b"hello from the loopback server\n"
 HTTP_400: Final = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -318,6 +319,32 @@ def _drain(sock: socket.socket) -> bytes:
 def _echo(sock: socket.socket) -> None:
     while chunk := sock.recv(65536):
         sock.sendall(chunk)
+
+
+# -- tlstiming.testing.LocalTLSServer -------------------------------------------------
+
+
+def delays_entered(server: LocalTLSServer) -> threading.Semaphore:
+    """Released once for each connection that reaches ``server``'s ``delay``.
+
+    Such a connection's ClientHello has arrived, so its client is inside
+    ``do_handshake``: however the connection ends, ``ssl`` closes the client's
+    socket. Before that (a connection still in the listener's queue), closing
+    the server resets it, and a reset that beats ``wrap_socket``'s connected
+    check leaves the new SSLSocket unclosed (CPython gh-113280). Call before
+    the server starts.
+    """
+    entered = threading.Semaphore(0)
+    late = server.context.sni_callback
+    if late is None:
+        raise ValueError("the server has no delay")
+
+    def signal(*args: Any) -> int | None:  # (connection, server name or None, context)
+        entered.release()
+        return late(*args)
+
+    server.context.sni_callback = signal
+    return entered
 
 
 # -- openssl s_server ---------------------------------------------------------------

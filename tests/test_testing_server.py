@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from servers import delays_entered
 
 import tlstiming
 from tlstiming.testing import LocalPKI, LocalTLSServer, SpanCapture, assert_budget
@@ -247,18 +248,20 @@ def test_own_pki_and_plain_trust_helpers(spans: SpanCapture) -> None:
 
 
 def test_close_cuts_idle_connections_and_a_pending_delay(pki: LocalPKI) -> None:
-    server = LocalTLSServer(pki=pki, delay=60).start()
+    server = LocalTLSServer(pki=pki, delay=60)
+    delayed = delays_entered(server)
     outcomes: list[object] = []
 
     def client() -> None:
         try:  # the server sits in its 60 s delay, until close() cuts it short
             outcomes.append(handshake(server, request=False)[0])
-        except OSError as exc:  # or the connection was cut, or refused
+        except OSError as exc:  # the connection was cut
             outcomes.append(exc)
 
-    with socket.create_connection(server.address):  # never speaks
+    with server, socket.create_connection(server.address):  # an idle connection
         thread = threading.Thread(target=client)
         thread.start()
+        assert delayed.acquire(timeout=30)  # close() only once the client is in the delay
         server.close()
         server.close()  # idempotent
         thread.join(30)
