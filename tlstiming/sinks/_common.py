@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, TypeVar
 
+from tlstiming._validate import wait_seconds
 from tlstiming.sinks._flatten import SpanLike
 
-__all__ = ["Emitter", "pick_level"]
+__all__ = ["Deadline", "Emitter", "pick_level"]
 
 L = TypeVar("L")
 
@@ -22,6 +24,32 @@ def pick_level(span: SpanLike, normal: L, error: L, slow_ns: int | None, slow: L
     if slow_ns is not None and span.duration_ns >= slow_ns:
         return slow
     return normal
+
+
+class Deadline:
+    """A ``timeout=`` (``None``: no limit) turned into what is left of it at each step.
+
+    One deadline is shared by the steps of a ``flush``/``close``, so that
+    the whole call, not each step, stays within its timeout.
+
+    Raises:
+        TypeError, ValueError: ``timeout`` is not ``None`` or a finite number >= 0.
+    """
+
+    __slots__ = ("_end",)
+
+    def __init__(self, timeout: float | None) -> None:
+        timeout = wait_seconds("timeout", timeout)
+        self._end = None if timeout is None else time.monotonic() + timeout
+
+    def remaining(self) -> float | None:
+        """Seconds left (never negative), or ``None`` without a limit."""
+        return None if self._end is None else max(self._end - time.monotonic(), 0.0)
+
+    def lock_timeout(self) -> float:
+        """The ``timeout`` for ``Lock.acquire``: seconds left, or ``-1`` (no limit)."""
+        left = self.remaining()
+        return -1 if left is None else left
 
 
 class Emitter:
@@ -71,15 +99,29 @@ class Emitter:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every span queued so far has been emitted.
 
+        Args:
+            timeout: seconds to wait at most (``None``: no limit).
+
         Returns:
             ``True`` if everything was emitted within ``timeout`` seconds.
+
+        Raises:
+            ValueError: ``timeout`` is negative, NaN or infinite.
         """
+        timeout = wait_seconds("timeout", timeout)
         return True if self._worker is None else bool(self._worker.flush(timeout))
 
     def close(self, timeout: float | None = None) -> bool:
         """Emit what is queued and stop the worker (also done at exit); idempotent.
 
+        Args:
+            timeout: seconds to wait at most (``None``: no limit).
+
         Returns:
             ``True`` if the worker has stopped.
+
+        Raises:
+            ValueError: ``timeout`` is negative, NaN or infinite.
         """
+        timeout = wait_seconds("timeout", timeout)
         return True if self._worker is None else bool(self._worker.close(timeout))

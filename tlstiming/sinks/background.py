@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
 
+from tlstiming._validate import callable_arg, count, wait_seconds
 from tlstiming.sinks._flatten import SpanLike
 
 __all__ = ["BackgroundSink"]
@@ -45,6 +46,7 @@ class BackgroundSink(Generic[S]):
         name: the worker thread's name.
 
     Raises:
+        TypeError: ``sink`` is not callable, ``maxsize`` not an int.
         ValueError: if ``maxsize`` < 1.
     """
 
@@ -67,10 +69,8 @@ class BackgroundSink(Generic[S]):
         copy_context: bool = True,
         name: str = "tlstiming-sink",
     ) -> None:
-        if maxsize < 1:
-            raise ValueError("maxsize must be at least 1")
-        self._sink = sink
-        self._maxsize = maxsize
+        self._sink = callable_arg("sink", sink)
+        self._maxsize = count("maxsize", maxsize, minimum=1)
         self._copy = copy_context
         self._queue: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -130,16 +130,28 @@ class BackgroundSink(Generic[S]):
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every span queued before this call has been handed to the sink.
 
+        After :meth:`close` that is everything queued: it waits for the worker to stop.
+
         Args:
             timeout: seconds to wait at most; ``None`` waits as long as it takes.
 
         Returns:
             ``True`` if everything was delivered in time.
+
+        Raises:
+            ValueError: ``timeout`` is negative, NaN or infinite.
         """
+        timeout = wait_seconds("timeout", timeout)
         if not self._thread.is_alive():
             return True
         done = threading.Event()
-        self._queue.put((None, done))
+        with self._lock:  # a marker queued after close()'s stop would never be seen
+            closed = self._closed
+            if not closed:
+                self._queue.put((None, done))
+        if closed:  # everything queued is delivered before the worker stops
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
         return done.wait(timeout)
 
     def close(self, timeout: float | None = None) -> bool:
@@ -148,16 +160,22 @@ class BackgroundSink(Generic[S]):
         Spans that arrive afterwards are dropped (and counted).
 
         Args:
-            timeout: seconds to wait for the worker at most.
+            timeout: seconds to wait for the worker at most; ``None`` waits
+                as long as it takes.
 
         Returns:
             ``True`` if the worker has stopped.
+
+        Raises:
+            ValueError: ``timeout`` is negative, NaN or infinite.
         """
+        timeout = wait_seconds("timeout", timeout)
         with self._lock:
             first, self._closed = not self._closed, True
+            if first:
+                self._queue.put((None, _STOP))
         if first:
             atexit.unregister(self.close)
-            self._queue.put((None, _STOP))
         self._thread.join(timeout)
         return not self._thread.is_alive()
 

@@ -8,7 +8,7 @@ import threading
 from types import TracebackType
 from typing import TextIO
 
-from tlstiming.sinks._common import Emitter
+from tlstiming.sinks._common import Deadline, Emitter
 from tlstiming.sinks._flatten import SpanLike, redact
 
 __all__ = ["JsonLinesSink"]
@@ -31,11 +31,18 @@ class JsonLinesSink(Emitter):
     lines longer than the OS's atomic append size: give each its own file.
 
     A write that fails (closed stream, full disk) raises; the handshake's
-    delivery catches and reports it, the connection is unaffected.
+    delivery catches and reports it, the connection is unaffected. A write
+    that blocks (a full pipe) holds up only the worker: :meth:`flush` and
+    :meth:`close` give up at their ``timeout`` and return ``False``.
 
     Args:
         target: a path, or a text stream with ``write()`` (and ``flush()``).
         flush: flush after every line.
+        background: write on a worker thread (the default); ``False``
+            writes on the handshake's thread.
+
+    Raises:
+        TypeError: ``target`` is neither a path nor a stream with ``write()``.
     """
 
     __slots__ = ("_flush", "_lock", "_owned", "_stream")
@@ -50,8 +57,11 @@ class JsonLinesSink(Emitter):
         self._owned = isinstance(target, str | os.PathLike)
         if isinstance(target, str | os.PathLike):
             self._stream: TextIO = open(target, "a", encoding="utf-8")  # noqa: SIM115
-        else:
+        elif callable(getattr(target, "write", None)):
             self._stream = target
+        else:
+            kind = type(target).__name__
+            raise TypeError(f"target must be a path or a text stream with write(), not {kind}")
         self._flush = flush
         self._lock = threading.Lock()
         self._start_worker(background)
@@ -67,29 +77,54 @@ class JsonLinesSink(Emitter):
     def flush(self, timeout: float | None = None) -> bool:
         """Write what is queued and flush the stream.
 
+        Args:
+            timeout: seconds to wait at most, for the queue and for a write
+                in progress (``None``: no limit).
+
         Returns:
-            ``True`` if everything queued was written within ``timeout`` seconds.
+            ``True`` if everything queued was written and flushed within
+            ``timeout`` seconds; ``False`` if a write is still blocked.
+
+        Raises:
+            ValueError: ``timeout`` is negative, NaN or infinite.
         """
-        done = super().flush(timeout)
-        with self._lock:
-            if not self._stream.closed:
-                self._stream.flush()
-        return done
+        deadline = Deadline(timeout)
+        done = super().flush(deadline.remaining())
+        return self._finish(deadline, close=False) and done
 
     def close(self, timeout: float | None = None) -> bool:
         """Write what is queued, then close the file if the sink opened it; idempotent.
 
+        Args:
+            timeout: seconds to wait at most, for the queue and for a write
+                in progress (``None``: no limit).
+
         Returns:
-            ``True`` if the worker has stopped.
+            ``True`` if the worker has stopped and the stream is flushed (or
+            closed); ``False`` if spans are still queued or a write is still
+            blocked at the deadline: the file is then left open, and calling
+            ``close()`` again finishes.
+
+        Raises:
+            ValueError: ``timeout`` is negative, NaN or infinite.
         """
-        stopped = super().close(timeout)
-        with self._lock:
-            if not self._stream.closed:
-                if self._owned:
+        deadline = Deadline(timeout)
+        stopped = super().close(deadline.remaining())
+        return self._finish(deadline, close=self._owned and stopped) and stopped
+
+    def _finish(self, deadline: Deadline, *, close: bool) -> bool:
+        """Flush (or close) the stream, unless a write holds it past ``deadline``."""
+        if not self._lock.acquire(timeout=deadline.lock_timeout()):
+            return False
+        try:
+            if not getattr(self._stream, "closed", False):
+                if close:
                     self._stream.close()
                 else:
                     self._stream.flush()
-        return stopped
+        finally:
+            self._lock.release()
+        return True
 
     def __enter__(self) -> JsonLinesSink:
         return self
