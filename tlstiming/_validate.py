@@ -23,7 +23,7 @@ __all__ = [
     "count",
     "non_negative",
     "optional",
-    "positive_seconds",
+    "positive",
     "sinks",
     "wait_seconds",
 ]
@@ -42,8 +42,8 @@ def _number(name: str, value: object, *, zero_ok: bool) -> float:
     return result
 
 
-def positive_seconds(name: str, value: float) -> float:
-    """``value`` if it is a finite number > 0 (a limit on work, in seconds).
+def positive(name: str, value: float) -> float:
+    """``value`` if it is a finite number > 0 (a limit on work in seconds, a rate).
 
     Raises:
         TypeError: not a number (``bool`` included).

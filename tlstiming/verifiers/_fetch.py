@@ -29,6 +29,7 @@ from typing import Any, Literal
 import httpx
 
 from tlstiming._errors import TLSTimingError
+from tlstiming._validate import count, positive
 
 __all__ = ["FetchError", "Fetched", "Fetcher", "redact_url"]
 
@@ -106,14 +107,15 @@ class Fetcher:
         max_workers: requests in flight at once (more wait their turn, still
             within their own deadline).
         proxy: an HTTP proxy URL to send requests through.
+
+    Raises:
+        TypeError, ValueError: ``max_workers`` is not an int >= 1.
     """
 
     __slots__ = ("_closed", "_executor", "_jobs", "_lock", "_max_workers", "_proxy")
 
     def __init__(self, *, max_workers: int = 4, proxy: str | None = None) -> None:
-        if max_workers < 1:
-            raise ValueError("max_workers must be at least 1")
-        self._max_workers = max_workers
+        self._max_workers = count("max_workers", max_workers, minimum=1)
         self._proxy = proxy
         self._lock = threading.Lock()
         self._jobs: set[_Job] = set()
@@ -148,7 +150,11 @@ class Fetcher:
         Raises:
             FetchError: on a timeout, a network or HTTP error, a body over
                 ``max_bytes``, a URL that is not ``http://``, or after :meth:`close`.
+            TypeError, ValueError: ``timeout`` is not a finite number > 0,
+                or ``max_bytes`` not an int >= 1.
         """
+        positive("timeout", timeout)
+        count("max_bytes", max_bytes, minimum=1)
         if urllib.parse.urlsplit(url).scheme != "http":
             raise FetchError("unsupported_url", f"only http:// URLs are fetched: {redact_url(url)}")
         job = _Job(time.monotonic() + timeout)

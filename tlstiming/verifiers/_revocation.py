@@ -15,6 +15,7 @@ from typing import Final, Generic, TypeVar
 from cryptography import x509
 from typing_extensions import Self
 
+from tlstiming import _validate as check
 from tlstiming._verify import Detail, PeerInfo, Verdict
 from tlstiming.verifiers._cache import ExpiringCache
 from tlstiming.verifiers._fetch import Fetcher, FetchError
@@ -108,22 +109,22 @@ class RevocationChecker(Generic[E]):
         fetcher: Fetcher | None,
         clock: Clock | None,
     ) -> None:
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
-        if background_workers < 1:
-            raise ValueError("background_workers must be at least 1")
-        self._timeout = timeout
+        if fetcher is not None and not isinstance(fetcher, Fetcher):
+            raise TypeError(f"fetcher must be a Fetcher, not {type(fetcher).__name__}")
+        self._timeout = check.positive("timeout", timeout)
         self._hard_fail = hard_fail
-        self._cache: ExpiringCache[Hashable, E | Failure] = ExpiringCache(cache_size)
-        self._refresh_ahead = None if refresh_ahead is None else _seconds(refresh_ahead)
-        self._failure_ttl = _seconds(failure_ttl)
-        self._no_next_ttl = _seconds(ttl_without_next_update)
-        self._skew = _seconds(clock_skew)
+        self._cache: ExpiringCache[Hashable, E | Failure] = ExpiringCache(
+            check.count("cache_size", cache_size, minimum=1)
+        )
+        self._refresh_ahead = check.optional(_seconds, "refresh_ahead", refresh_ahead)
+        self._failure_ttl = _seconds("failure_ttl", failure_ttl)
+        self._no_next_ttl = _seconds("ttl_without_next_update", ttl_without_next_update)
+        self._skew = _seconds("clock_skew", clock_skew)
         self._trust = None if trust is None else trust_from(trust, "explicit")
         self._owns_fetcher = fetcher is None
         self._fetcher = Fetcher() if fetcher is None else fetcher
-        self._clock = clock or utc_now
-        self._bg_workers = background_workers
+        self._clock = check.optional(check.callable_arg, "clock", clock) or utc_now
+        self._bg_workers = check.count("background_workers", background_workers, minimum=1)
         self._bg_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._bg_keys: set[Hashable] = set()
         self._bg_idle = threading.Condition()
@@ -276,7 +277,11 @@ class RevocationChecker(Generic[E]):
 
         Returns:
             ``True`` if idle, ``False`` on timeout.
+
+        Raises:
+            ValueError: ``timeout`` is negative, NaN or infinite.
         """
+        timeout = check.wait_seconds("timeout", timeout)
         with self._bg_idle:
             return self._bg_idle.wait_for(lambda: not self._bg_keys, timeout)
 
@@ -306,5 +311,6 @@ def _unwrap(entry: E | Failure) -> E:
     return entry
 
 
-def _seconds(value: float) -> datetime.timedelta:
-    return datetime.timedelta(seconds=value)
+def _seconds(name: str, value: float) -> datetime.timedelta:
+    """A duration option (finite, >= 0) as a timedelta; ``ValueError``/``TypeError`` naming it."""
+    return datetime.timedelta(seconds=check.non_negative(name, value))

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.x509 import verification
 from cryptography.x509.oid import SignatureAlgorithmOID
 
+from tlstiming import _validate as check
 from tlstiming._verify import Detail, PeerInfo, Verdict
 from tlstiming.verifiers._revocation import Clock, utc_now
 from tlstiming.verifiers._trust import Trust, issued_by, trust_for, trust_from
@@ -77,7 +78,11 @@ class ChainAnalysis:
         clock: returns aware UTC now (tests).
 
     Raises:
-        ValueError: ``reject_on`` names an unknown finding.
+        TypeError: ``reject_on`` is one string, ``clock`` is not callable,
+            ``max_flight_bytes`` is not an int.
+        ValueError: ``reject_on`` names an unknown finding;
+            ``expiring_within_days`` is negative, NaN or infinite;
+            ``max_flight_bytes`` is below 1.
     """
 
     name: ClassVar[str] = "chain"
@@ -94,14 +99,16 @@ class ChainAnalysis:
         trust: Iterable[x509.Certificate | bytes] | None = None,
         clock: Clock | None = None,
     ) -> None:
+        if isinstance(reject_on, str):
+            raise TypeError("reject_on must be an iterable of findings, not one string")
         self._reject_on = frozenset(reject_on)
         unknown = self._reject_on - FINDINGS
         if unknown:
             raise ValueError(f"unknown findings in reject_on: {sorted(unknown)}")
-        self._expiring_days = expiring_within_days
-        self._max_flight = max_flight_bytes
+        self._expiring_days = check.non_negative("expiring_within_days", expiring_within_days)
+        self._max_flight = check.count("max_flight_bytes", max_flight_bytes, minimum=1)
         self._trust = None if trust is None else trust_from(trust, "explicit")
-        self._clock = clock or utc_now
+        self._clock = check.optional(check.callable_arg, "clock", clock) or utc_now
 
     def __call__(self, peer: PeerInfo) -> Verdict | None:
         """Analyse ``peer``'s chain."""

@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from tlstiming._validate import count
 from tlstiming._verify import Detail, PeerInfo, Verdict
 from tlstiming.verifiers._fetch import Fetcher, redact_url
 from tlstiming.verifiers._revocation import Clock, Failure, RevocationChecker, Unavailable
@@ -101,6 +102,9 @@ class CRLVerifier(RevocationChecker[RevocationList]):
         trust: the trust anchors to find the issuer in (default: the context's).
         fetcher: share one fetcher (and its threads) between verifiers.
         clock: returns aware UTC now (tests).
+
+    Raises:
+        TypeError, ValueError: as for :class:`OCSPVerifier`.
     """
 
     name: ClassVar[str] = "crl"
@@ -124,6 +128,7 @@ class CRLVerifier(RevocationChecker[RevocationList]):
         fetcher: Fetcher | None = None,
         clock: Clock | None = None,
     ) -> None:
+        self._max_bytes = count("max_bytes", max_bytes, minimum=1)
         super().__init__(
             timeout=timeout,
             hard_fail=hard_fail,
@@ -137,7 +142,6 @@ class CRLVerifier(RevocationChecker[RevocationList]):
             fetcher=fetcher,
             clock=clock,
         )
-        self._max_bytes = max_bytes
 
     def _check(
         self,

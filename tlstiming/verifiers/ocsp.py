@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 
 from cryptography import x509
 
+from tlstiming._validate import count
 from tlstiming._verify import Detail, PeerInfo, Verdict
 from tlstiming.verifiers._fetch import Fetcher, redact_url
 from tlstiming.verifiers._ocsp_check import (
@@ -66,6 +67,14 @@ class OCSPVerifier(RevocationChecker[Answer]):
         trust: the trust anchors to find the issuer in (default: the context's).
         fetcher: share one fetcher (and its threads) between verifiers.
         clock: returns aware UTC now (tests).
+
+    Raises:
+        TypeError: an option of the wrong type (a count that is not an int,
+            a ``clock`` that is not callable, a ``fetcher`` that is not a
+            :class:`~tlstiming.verifiers.Fetcher`).
+        ValueError: a ``timeout`` that is not a finite number > 0; a
+            duration that is negative, NaN or infinite; a count below 1; an
+            unknown ``hash_algorithm``.
     """
 
     name: ClassVar[str] = "ocsp"
@@ -93,6 +102,7 @@ class OCSPVerifier(RevocationChecker[Answer]):
     ) -> None:
         if hash_algorithm not in HASHES:
             raise ValueError(f"unsupported hash_algorithm {hash_algorithm!r}")
+        self._max_bytes = count("max_response_bytes", max_response_bytes, minimum=1)
         super().__init__(
             timeout=timeout,
             hard_fail=hard_fail,
@@ -108,7 +118,6 @@ class OCSPVerifier(RevocationChecker[Answer]):
         )
         self._algorithm = HASHES[hash_algorithm]()
         self._use_staple = use_staple
-        self._max_bytes = max_response_bytes
 
     def _check(
         self,

@@ -36,8 +36,9 @@ def spki_pin(cert: x509.Certificate | bytes) -> str:
 
 
 def _checked(pins: Iterable[str], label: str) -> frozenset[str]:
-    if isinstance(pins, str):
-        raise TypeError(f"{label} must be an iterable of pins, not one string")
+    if isinstance(pins, str) or not isinstance(pins, Iterable):
+        kind = "one string" if isinstance(pins, str) else type(pins).__name__
+        raise TypeError(f"{label} must be an iterable of pins, not {kind}")
     result = set()
     for pin in pins:
         try:
@@ -71,6 +72,7 @@ class SPKIPins:
         leaf_only: compare the leaf's key only.
 
     Raises:
+        TypeError: ``pins`` or ``backup`` is not an iterable of strings.
         ValueError: a pin is not base64 of 32 bytes, or there are none.
     """
 
