@@ -6,6 +6,8 @@ import logging
 import sys
 from typing import Any
 
+from tlstiming._validate import callable_arg
+
 __all__ = ["deliver", "global_sinks", "report", "report_exception", "subscribe", "unsubscribe"]
 
 _log = logging.getLogger("tlstiming")
@@ -15,9 +17,13 @@ global_sinks: tuple[Any, ...] = ()
 
 
 def subscribe(sink: Any) -> None:
-    """Deliver the spans of every TimedSSLContext to ``sink`` as well."""
+    """Deliver the spans of every TimedSSLContext to ``sink`` as well.
+
+    Raises:
+        TypeError: ``sink`` is not callable.
+    """
     global global_sinks
-    global_sinks = (*global_sinks, sink)
+    global_sinks = (*global_sinks, callable_arg("sink", sink))
 
 
 def unsubscribe(sink: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 
+from tlstiming._validate import count
 from tlstiming.spans import HandshakeSpan
 
 __all__ = ["SpanRecorder"]
@@ -18,14 +19,17 @@ class SpanRecorder(collections.deque[HandshakeSpan]):
 
     Args:
         maxlen: how many spans to keep; older ones are dropped first.
+
+    Raises:
+        TypeError: ``maxlen`` is not an int (``None`` included: there is no
+            unbounded recorder).
+        ValueError: ``maxlen`` < 1.
     """
 
     __slots__ = ()
 
     def __init__(self, maxlen: int = 1000) -> None:
-        if maxlen < 1:
-            raise ValueError("maxlen must be at least 1")
-        super().__init__((), maxlen)
+        super().__init__((), count("maxlen", maxlen, minimum=1))
 
     __call__ = collections.deque.append
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any, TypeVar
 
-from tlstiming._validate import wait_seconds
+from tlstiming._validate import non_negative, optional, wait_seconds
 from tlstiming.sinks._flatten import SpanLike
 
-__all__ = ["Deadline", "Emitter", "pick_level"]
+__all__ = ["Deadline", "Emitter", "pick_level", "threshold_ns"]
 
 L = TypeVar("L")
 
@@ -24,6 +24,16 @@ def pick_level(span: SpanLike, normal: L, error: L, slow_ns: int | None, slow: L
     if slow_ns is not None and span.duration_ns >= slow_ns:
         return slow
     return normal
+
+
+def threshold_ns(name: str, ms: float | None) -> int | None:
+    """A ``slow_ms``-style option (milliseconds, finite, >= 0) in nanoseconds; ``None`` stays.
+
+    Raises:
+        TypeError, ValueError: naming ``name``, as :func:`tlstiming._validate.non_negative`.
+    """
+    checked = optional(non_negative, name, ms)
+    return None if checked is None else int(checked * 1e6)
 
 
 class Deadline:

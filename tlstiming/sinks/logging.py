@@ -14,7 +14,8 @@ from typing import Any, Final
 
 from tlstiming._escape import escape
 from tlstiming._format import one_line
-from tlstiming.sinks._common import Emitter, pick_level
+from tlstiming._validate import count
+from tlstiming.sinks._common import Emitter, pick_level, threshold_ns
 from tlstiming.sinks._flatten import SpanLike, flatten
 from tlstiming.spans import HandshakeSpan
 
@@ -44,7 +45,9 @@ class LoggingSink(Emitter):
             queues the span); ``False`` logs on the handshake's thread.
 
     Raises:
-        ValueError: for a negative ``slow_ms`` or a reserved ``extra_key``.
+        TypeError: ``logger`` is neither a logger nor a name; a level is not an int.
+        ValueError: for a negative (or NaN, or infinite) ``slow_ms`` or a
+            reserved ``extra_key``.
     """
 
     __slots__ = ("_error_level", "_extra_key", "_level", "_logger", "_slow_level", "_slow_ns")
@@ -60,15 +63,18 @@ class LoggingSink(Emitter):
         extra_key: str | None = None,
         background: bool = True,
     ) -> None:
-        if slow_ms is not None and slow_ms < 0:
-            raise ValueError("slow_ms must be >= 0")
         if extra_key in _RESERVED:
             raise ValueError(f"extra_key {extra_key!r} is a LogRecord attribute")
+        if not isinstance(logger, str) and not all(
+            callable(getattr(logger, method, None)) for method in ("isEnabledFor", "log")
+        ):
+            kind = type(logger).__name__
+            raise TypeError(f"logger must be a logging.Logger or a logger name, not {kind}")
         self._logger = logging.getLogger(logger) if isinstance(logger, str) else logger
-        self._level = level
-        self._error_level = error_level
-        self._slow_ns = None if slow_ms is None else int(slow_ms * 1e6)
-        self._slow_level = slow_level
+        self._level = count("level", level)
+        self._error_level = count("error_level", error_level)
+        self._slow_ns = threshold_ns("slow_ms", slow_ms)
+        self._slow_level = count("slow_level", slow_level)
         self._extra_key = extra_key
         self._start_worker(background)
 

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from tlstiming import _validate as check
+from tlstiming.sinks._common import threshold_ns
 from tlstiming.sinks._flatten import SpanLike
 
 __all__ = ["Sampled"]
@@ -41,7 +43,10 @@ class Sampled(Generic[S]):
         clock: seconds, monotonic (injectable for tests).
 
     Raises:
-        ValueError: for a rate outside [0, 1] or a non-positive limit.
+        TypeError: ``sink`` or ``clock`` is not callable, a number is not one.
+        ValueError: for a rate outside [0, 1], a negative ``keep_slow_ms``,
+            a ``max_per_second`` that is not > 0, a ``burst`` below 1, or
+            NaN or infinity for any of them.
     """
 
     __slots__ = (
@@ -71,20 +76,20 @@ class Sampled(Generic[S]):
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not 0.0 <= rate <= 1.0:
+        if not 0.0 <= check.non_negative("rate", rate) <= 1.0:
             raise ValueError("rate must be between 0 and 1")
-        if max_per_second is not None and max_per_second <= 0:
-            raise ValueError("max_per_second must be > 0")
+        max_per_second = check.optional(check.positive, "max_per_second", max_per_second)
+        burst = check.optional(check.non_negative, "burst", burst)
         if burst is not None and burst < 1:
             raise ValueError("burst must be >= 1")
-        self._sink = sink
+        self._sink = check.callable_arg("sink", sink)
         self._rate = rate
-        self._slow_ns = None if keep_slow_ms is None else int(keep_slow_ms * 1e6)
+        self._slow_ns = threshold_ns("keep_slow_ms", keep_slow_ms)
         self._keep_errors = keep_errors
         self._per_second = max_per_second
         self._burst = burst if burst is not None else max(1.0, max_per_second or 1.0)
         self._tokens = self._burst
-        self._clock = clock
+        self._clock = check.callable_arg("clock", clock)
         self._last = clock()
         self._rng = rng if rng is not None else random.Random()
         self._lock = threading.Lock()

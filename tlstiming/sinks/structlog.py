@@ -23,11 +23,12 @@ structlog is imported when first needed, never by ``import tlstiming``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, MutableMapping
 from contextlib import AbstractContextManager
 from typing import Any
 
-from tlstiming.sinks._common import Emitter, pick_level
+from tlstiming.sinks._common import Emitter, pick_level, threshold_ns
 from tlstiming.sinks._flatten import CONTEXT_KEYS, SpanLike, flatten, tls_fields
 
 __all__ = ["AddTLSFacts", "StructlogSink", "bind_tls"]
@@ -54,7 +55,9 @@ class StructlogSink(Emitter):
         slow_level: method name for a slow span.
 
     Raises:
-        ValueError: for an unknown level name or a negative ``slow_ms``.
+        TypeError: ``logger`` has no method for ``level``.
+        ValueError: for an unknown level name or a negative (or NaN, or
+            infinite) ``slow_ms``.
     """
 
     __slots__ = ("_error_level", "_level", "_logger", "_slow_level", "_slow_ns")
@@ -72,16 +75,17 @@ class StructlogSink(Emitter):
         for name in (level, error_level, slow_level):
             if name not in _LEVELS:
                 raise ValueError(f"unknown level {name!r}; expected one of {_LEVELS}")
-        if slow_ms is not None and slow_ms < 0:
-            raise ValueError("slow_ms must be >= 0")
+        self._slow_ns = threshold_ns("slow_ms", slow_ms)
         if logger is None:
             import structlog  # noqa: PLC0415
 
             logger = structlog.get_logger("tlstiming")
+        if not _may_have(logger, level):
+            kind = type(logger).__name__
+            raise TypeError(f"logger must be a structlog logger with {level}(), not {kind}")
         self._logger = logger
         self._level = level
         self._error_level = error_level
-        self._slow_ns = None if slow_ms is None else int(slow_ms * 1e6)
         self._slow_level = slow_level
         self._start_worker(background)
 
@@ -92,6 +96,19 @@ class StructlogSink(Emitter):
 
     def __repr__(self) -> str:
         return f"<StructlogSink {self._logger!r}>"
+
+
+def _may_have(logger: Any, method: str) -> bool:
+    """Whether ``logger`` has ``method`` or may make it, looked up without side effects.
+
+    A structlog lazy proxy makes its methods in ``__getattr__``, which binds
+    (and may cache) the configuration: it is not called here.
+    """
+    lookup = inspect.getattr_static
+    return any(
+        found is not None
+        for found in (lookup(logger, method, None), lookup(type(logger), "__getattr__", None))
+    )
 
 
 class AddTLSFacts:
