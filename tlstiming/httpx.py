@@ -26,7 +26,7 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise ImportError("tlstiming.httpx needs httpx and httpcore: pip install httpx") from exc
 
-from tlstiming import _build, _delivery
+from tlstiming import _build, _delivery, _validate
 from tlstiming._httpcore_trace import (
     AsyncTimingBackend,
     Recording,
@@ -77,7 +77,7 @@ def request_span_of(obj: httpx.Response | httpx.Request) -> RequestSpan | None:
 
 
 def timed_ssl_context(
-    verify: ssl.SSLContext | str | bool = True,
+    verify: ssl.SSLContext | str | bool | None = True,
     cert: Any = None,
     trust_env: bool = True,
 ) -> ssl.SSLContext:
@@ -86,6 +86,8 @@ def timed_ssl_context(
     Args:
         verify: ``True``: certifi's CA bundle, or ``SSL_CERT_FILE`` /
             ``SSL_CERT_DIR`` when ``trust_env``; ``False``: no verification;
+            ``None`` (which httpx hands on to httpcore): httpcore's default,
+            the system's trust store plus certifi's bundle;
             a path (deprecated, as in httpx): that CA file or directory; a
             :class:`~tlstiming.TimedSSLContext`: used as is; a plain
             ``ssl.SSLContext``: used as is, **uninstrumented** (its settings
@@ -112,6 +114,8 @@ def timed_ssl_context(
         context = TimedSSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    elif verify is None:
+        context = _httpcore_default_context()
     elif isinstance(verify, str):
         warnings.warn(
             "`verify=<str>` is deprecated. Use `verify=ssl.create_default_context(cafile=...)` "
@@ -153,6 +157,15 @@ def _adopt(context: ssl.SSLContext) -> ssl.SSLContext:
     return context
 
 
+def _httpcore_default_context() -> TimedSSLContext:
+    """A timed twin of httpcore's ``default_ssl_context()``: system trust plus certifi."""
+    import certifi  # noqa: PLC0415
+
+    context = create_default_context()
+    context.load_verify_locations(certifi.where())
+    return context
+
+
 def _proxy_context(proxy: httpx.Proxy | None) -> httpx.Proxy | None:
     """Give an HTTPS proxy a timed context with httpcore's default trust (system + certifi)."""
     if proxy is None or proxy.url.scheme != "https":
@@ -160,11 +173,7 @@ def _proxy_context(proxy: httpx.Proxy | None) -> httpx.Proxy | None:
     if proxy.ssl_context is not None:
         _adopt(proxy.ssl_context)
         return proxy
-    import certifi  # noqa: PLC0415
-
-    context = create_default_context()
-    context.load_verify_locations(certifi.where())
-    _adopt(context)
+    context = _adopt(_httpcore_default_context())
     return httpx.Proxy(url=proxy.url, ssl_context=context, auth=proxy.auth, headers=proxy.headers)
 
 
@@ -231,10 +240,12 @@ class _Sinks:
         return self._tlstiming_sinks
 
     def add_sink(self, sink: RequestSink) -> None:
-        """Deliver every request span of this transport to ``sink``."""
-        if not callable(sink):
-            raise TypeError(f"sink must be callable, not {type(sink).__name__}")
-        self._tlstiming_sinks = (*self._tlstiming_sinks, sink)
+        """Deliver every request span of this transport to ``sink``.
+
+        Raises:
+            TypeError: ``sink`` is not callable.
+        """
+        self._tlstiming_sinks = (*self._tlstiming_sinks, _validate.callable_arg("sink", sink))
 
     def remove_sink(self, sink: RequestSink) -> None:
         """Stop delivering to ``sink``. Raises ``ValueError`` if it was not added."""
@@ -284,7 +295,7 @@ class TimedTransport(_Sinks, httpx.HTTPTransport):
 
     def __init__(
         self,
-        verify: ssl.SSLContext | str | bool = True,
+        verify: ssl.SSLContext | str | bool | None = True,
         cert: Any = None,
         trust_env: bool = True,
         http1: bool = True,
@@ -298,6 +309,7 @@ class TimedTransport(_Sinks, httpx.HTTPTransport):
         *,
         sinks: Iterable[RequestSink] = (),
     ) -> None:
+        sinks = _validate.sinks("sinks", sinks)
         self.ssl_context = timed_ssl_context(verify, cert, trust_env)
         proxy = _proxy_context(
             httpx.Proxy(url=proxy) if isinstance(proxy, (str, httpx.URL)) else proxy
@@ -318,7 +330,7 @@ class TimedTransport(_Sinks, httpx.HTTPTransport):
             **options,
         )
         self._pool = _pool(True, self.ssl_context, proxy, limits, http1, http2, options)
-        self._tlstiming_sinks = tuple(sinks)
+        self._tlstiming_sinks = sinks
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         rec = Recording(next(_build.ids), _perf(), request.method, request.url)
@@ -378,7 +390,7 @@ class TimedAsyncTransport(_Sinks, httpx.AsyncHTTPTransport):
 
     def __init__(
         self,
-        verify: ssl.SSLContext | str | bool = True,
+        verify: ssl.SSLContext | str | bool | None = True,
         cert: Any = None,
         trust_env: bool = True,
         http1: bool = True,
@@ -392,6 +404,7 @@ class TimedAsyncTransport(_Sinks, httpx.AsyncHTTPTransport):
         *,
         sinks: Iterable[RequestSink] = (),
     ) -> None:
+        sinks = _validate.sinks("sinks", sinks)
         self.ssl_context = timed_ssl_context(verify, cert, trust_env)
         proxy = _proxy_context(
             httpx.Proxy(url=proxy) if isinstance(proxy, (str, httpx.URL)) else proxy
@@ -412,7 +425,7 @@ class TimedAsyncTransport(_Sinks, httpx.AsyncHTTPTransport):
             **options,
         )
         self._pool = _pool(False, self.ssl_context, proxy, limits, http1, http2, options)
-        self._tlstiming_sinks = tuple(sinks)
+        self._tlstiming_sinks = sinks
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         rec = Recording(next(_build.ids), _perf(), request.method, request.url)
@@ -476,12 +489,12 @@ class Client(httpx.Client):
     """
 
     def __init__(self, *, sinks: Iterable[RequestSink] = (), **kwargs: Any) -> None:
-        self._tlstiming_request_sinks = tuple(sinks)
+        self._tlstiming_request_sinks = _validate.sinks("sinks", sinks)
         super().__init__(**kwargs)
 
     def _init_transport(
         self,
-        verify: ssl.SSLContext | str | bool = True,
+        verify: ssl.SSLContext | str | bool | None = True,
         cert: Any = None,
         trust_env: bool = True,
         http1: bool = True,
@@ -498,7 +511,7 @@ class Client(httpx.Client):
     def _init_proxy_transport(
         self,
         proxy: httpx.Proxy,
-        verify: ssl.SSLContext | str | bool = True,
+        verify: ssl.SSLContext | str | bool | None = True,
         cert: Any = None,
         trust_env: bool = True,
         http1: bool = True,
@@ -521,12 +534,12 @@ class AsyncClient(httpx.AsyncClient):
     """``httpx.AsyncClient`` whose transports are timed; see :class:`Client`."""
 
     def __init__(self, *, sinks: Iterable[RequestSink] = (), **kwargs: Any) -> None:
-        self._tlstiming_request_sinks = tuple(sinks)
+        self._tlstiming_request_sinks = _validate.sinks("sinks", sinks)
         super().__init__(**kwargs)
 
     def _init_transport(
         self,
-        verify: ssl.SSLContext | str | bool = True,
+        verify: ssl.SSLContext | str | bool | None = True,
         cert: Any = None,
         trust_env: bool = True,
         http1: bool = True,
@@ -543,7 +556,7 @@ class AsyncClient(httpx.AsyncClient):
     def _init_proxy_transport(
         self,
         proxy: httpx.Proxy,
-        verify: ssl.SSLContext | str | bool = True,
+        verify: ssl.SSLContext | str | bool | None = True,
         cert: Any = None,
         trust_env: bool = True,
         http1: bool = True,
