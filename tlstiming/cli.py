@@ -13,6 +13,7 @@ from typing import TextIO
 from tlstiming import _demo
 from tlstiming._escape import escape
 from tlstiming._format import waterfall
+from tlstiming._validate import positive
 from tlstiming.context import TimedSSLContext, create_default_context
 from tlstiming.recorder import SpanRecorder
 from tlstiming.spans import HandshakeSpan
@@ -52,9 +53,19 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--cafile", help="trust this CA bundle instead of the system store")
     probe.add_argument("--servername", help="SNI and hostname to verify (default: HOST)")
     probe.add_argument("--tls-max", choices=["1.2", "1.3"], help="cap the protocol version")
-    probe.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    probe.add_argument(
+        "--timeout", type=_seconds, default=10.0, help="seconds per socket operation (default 10)"
+    )
     probe.add_argument("--json", action="store_true", help="print the span as JSON")
     return parser
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: a finite number of seconds > 0 (an argparse type)."""
+    try:
+        return positive("the timeout", float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _show(span: HandshakeSpan | None, as_json: bool, out: TextIO) -> None:
