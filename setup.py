@@ -1,4 +1,4 @@
-"""Build the optional C accelerator, tlstiming._speedups (all metadata is in pyproject.toml).
+"""Build the optional C accelerator, tlstiming._recording._speedups (metadata: pyproject.toml).
 
 ``optional=True``: where it cannot be compiled (no C compiler, no Python
 headers, not CPython) the package installs without it and tlstiming runs
@@ -13,6 +13,12 @@ from setuptools import Extension, setup
 
 extensions = []
 if platform.python_implementation() == "CPython" and not os.environ.get("TLSTIMING_NO_EXTENSIONS"):
-    extensions.append(Extension("tlstiming._speedups", ["tlstiming/_speedups.c"], optional=True))
+    extensions.append(
+        Extension(
+            "tlstiming._recording._speedups",
+            ["tlstiming/_recording/_speedups.c"],
+            optional=True,
+        )
+    )
 
 setup(ext_modules=extensions)

@@ -29,8 +29,8 @@ from typing import Any, Final
 import trustme
 
 import tlstiming
-from tlstiming import _conn
-from tlstiming._classes import TimedSSLSocket
+from tlstiming._recording import conn as _conn
+from tlstiming._recording.connections import TimedSSLSocket
 
 HERE: Final = Path(__file__).resolve().parent
 SERVER_SCRIPT: Final = HERE / "_server.py"
@@ -143,7 +143,7 @@ def hot_path_context(
 ) -> tlstiming.TimedSSLContext:
     """:func:`timed_context` recording through the given hot path (private seams).
 
-    ``on_message`` and ``drive`` are a pair from ``tlstiming._conn`` (pure
+    ``on_message`` and ``drive`` are a pair from ``tlstiming._recording.conn`` (pure
     Python) or from a build of ``_speedups.c``: one process can then compare
     implementations, interleaved.
     """

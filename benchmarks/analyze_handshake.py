@@ -1,7 +1,7 @@
 """Where a TimedSSLContext's handshake overhead goes: interleaved ablations.
 
 An analysis tool, not a benchmark with a budget: it switches off one piece
-of ``tlstiming._conn`` at a time (by replacing a private module attribute
+of ``tlstiming._recording.conn`` at a time (by replacing a private module attribute
 around each timed handshake, in this process only) and reports how many
 percentage points of the handshake each piece costs. The ablations run on
 the pure-Python hot path (the reference implementation, whose pieces are
@@ -10,7 +10,7 @@ depends on private names of the current implementation; if they change it
 says so and exits.
 
 A second part does the same for the C accelerator: it compiles
-``tlstiming/_speedups.c`` again under other module names, each with one
+``tlstiming/_recording/_speedups.c`` again under other module names, each with one
 ``ABLATE_*`` macro that switches one piece off (needs a C compiler and
 Python's headers; skipped without them).
 
@@ -77,7 +77,7 @@ def _callbacks_only(conn: Any, *args: Any) -> None:
 
 
 def ablations() -> dict[str, dict[str, Any]]:
-    """Variant name -> the ``tlstiming._conn`` attributes it replaces."""
+    """Variant name -> the ``tlstiming._recording.conn`` attributes it replaces."""
     return {
         "tlstiming": {},  # pure Python: the reference the rows below take pieces from
         "- thread_time_ns per message": {"_cpu": int},
@@ -122,7 +122,7 @@ def measure(
 
 def ablation_table(certs: Certs, port: int, rounds: int, batch: int) -> str:
     """Interleave plain, floor, full tlstiming and each ablation; tabulate ratios to plain."""
-    from tlstiming import _conn
+    from tlstiming._recording import conn as _conn
 
     recorder = tlstiming.SpanRecorder(1000)
     plain, floor = plain_context(certs), callback_context(certs, floor_callback)
@@ -174,13 +174,13 @@ ACCELERATOR_ABLATIONS: Final = {
 
 def build_ablations(where: Path) -> dict[str, Any] | str:
     """Compile ``_speedups.c`` once per ablation; modules by variant, or why not."""
-    from tlstiming import _conn
+    from tlstiming._recording import conn as _conn
 
     source = Path(_conn.__file__).with_name("_speedups.c")
     cc = shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0])
     include = sysconfig.get_paths()["include"]
     if not source.exists() or cc is None or not Path(include, "Python.h").exists():
-        return "skipped: needs tlstiming/_speedups.c, a C compiler and Python's headers"
+        return "skipped: needs tlstiming/_recording/_speedups.c, a C compiler and Python's headers"
     sys.path.insert(0, str(where))
     modules = {}
     for i, (variant, macro) in enumerate(ACCELERATOR_ABLATIONS.items()):
@@ -199,7 +199,7 @@ def build_ablations(where: Path) -> dict[str, Any] | str:
 
 def accelerator_table(certs: Certs, port: int, rounds: int, batch: int) -> str:
     """Interleave plain, floor and each accelerator ablation; tabulate ratios to plain."""
-    from tlstiming import _conn
+    from tlstiming._recording import conn as _conn
 
     with tempfile.TemporaryDirectory() as where:
         modules = build_ablations(Path(where))
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.batch = 5, 2
-    from tlstiming import _conn
+    from tlstiming._recording import conn as _conn
 
     missing = [n for n in PATCHED if not hasattr(_conn, n)]
     if missing:

@@ -21,7 +21,7 @@ Variants, per TLS version:
     the same, the sink also reading ``span.phases`` (lazy materialisation).
 ``pure Python``
     ``tlstiming`` recording through the pure-Python hot path instead of the
-    C accelerator (``tlstiming._speedups``): what the accelerator saves.
+    C accelerator (``tlstiming._recording._speedups``): what the accelerator saves.
 """
 
 from __future__ import annotations

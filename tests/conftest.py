@@ -25,17 +25,19 @@ def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     context takes ``_conn.on_message`` when built; connections call
     ``_conn.drive``). Without the built accelerator the ``c`` case is skipped.
     """
-    from tlstiming import _conn
+    from tlstiming._recording import conn as _conn
 
     if request.param == "c" and not _conn.ACCELERATED:
-        pytest.skip("tlstiming._speedups is not built here (or TLSTIMING_PURE_PYTHON is set)")
+        pytest.skip(
+            "tlstiming._recording._speedups is not built here (or TLSTIMING_PURE_PYTHON is set)"
+        )
     use_implementation(str(request.param), monkeypatch)
     return str(request.param)
 
 
 def use_implementation(implementation: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Record through ``"python"`` (the pure-Python hot path) or ``"c"`` (as imported)."""
-    from tlstiming import _conn
+    from tlstiming._recording import conn as _conn
 
     if implementation == "python":
         monkeypatch.setattr(_conn, "on_message", _conn._py_on_message)

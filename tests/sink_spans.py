@@ -2,7 +2,7 @@
 
 :func:`real_spans` runs a handful of real handshakes once (ok, resumed,
 failed on a wrong host name, and the server's view of one). :class:`FakeRequestSpan`
-stands in for ``tlstiming._request.RequestSpan`` (issue 3, not merged yet): it
+stands in for ``tlstiming.spans.request.RequestSpan`` (issue 3, not merged yet): it
 implements what the sinks read (``kind``, ``span_id``, ``outcome``,
 ``duration_ns``, ``to_dict()``) with the keys issue 3 specifies, plus a URL
 with credentials and a query that no sink may let through.
@@ -94,7 +94,7 @@ class FakeRequestSpan:
         self._nest = nest
 
     def to_dict(self) -> dict[str, Any]:
-        """The keys of ``tlstiming._request_export`` that the sinks read, and the phase names."""
+        """The keys of ``spans.request_export`` that the sinks read, and the phase names."""
         start = 1_700_000_000_000_000_000
         phases = [
             ("send_request", 6_000_000, 500_000),

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tlstiming import HandshakeSpan, _delivery
-from tlstiming._build import build_span
-from tlstiming._timeline import ENTER, EXIT, HRR_RANDOM, RawEvent
+from tlstiming import HandshakeSpan
+from tlstiming._analysis.timeline import ENTER, EXIT, HRR_RANDOM, RawEvent
+from tlstiming._recording import delivery as _delivery
+from tlstiming.spans.build import build_span
 
 MS = 1_000_000
 _SH13 = b"\x02\x00\x00\x30\x03\x03" + bytes(32) + b"\x00\x2b\x00\x02\x03\x04"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tlstiming import _demo
+from tlstiming.cli import demo as _demo
 from tlstiming.cli import main
 
 

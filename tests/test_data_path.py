@@ -221,7 +221,7 @@ def test_the_python_3_10_way_also_leaves_the_callback(
     monkeypatch: pytest.MonkeyPatch, serve: ServeFactory, pki: PKI
 ) -> None:
     """Without ``operator.call`` (3.10) the steps run through partials: same result."""
-    from tlstiming import _detach
+    from tlstiming._recording import detach as _detach
 
     monkeypatch.setattr(_detach, "_OPERATOR_CALL", None)
     ctx, recorder, counting = _client(pki)

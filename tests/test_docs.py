@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import tlstiming
-from tlstiming import _demo
-from tlstiming._timeline import PHASE_NAMES
+from tlstiming._analysis.timeline import PHASE_NAMES
+from tlstiming.cli import demo as _demo
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])

@@ -11,8 +11,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509 import ocsp
 
-from tlstiming._certs import CertificateInfo, certificate_info
-from tlstiming._facts import AlertFact, HandshakeFacts, build_facts
+from tlstiming._analysis.certs import CertificateInfo, certificate_info
+from tlstiming._analysis.facts import AlertFact, HandshakeFacts, build_facts
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = sorted(path.stem for path in DATA.glob("*.json"))

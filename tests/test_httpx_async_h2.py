@@ -15,7 +15,7 @@ from test_httpx_transport import assert_tiles, names
 
 import tlstiming
 import tlstiming.httpx as th
-from tlstiming._request import RequestSpan
+from tlstiming.spans.request import RequestSpan
 
 pytest.importorskip("h2", reason="HTTP/2 tests need the http2 extra")
 pytest.importorskip("hypercorn", reason="HTTP/2 tests need hypercorn")

@@ -20,7 +20,7 @@ from servers import PKI, server_context
 
 import tlstiming
 import tlstiming.httpx as th
-from tlstiming._request import PHASE_NAMES, RequestSpan
+from tlstiming.spans.request import PHASE_NAMES, RequestSpan
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ from test_httpx_transport import assert_tiles, names
 
 import tlstiming
 import tlstiming.httpx as th
-from tlstiming._request import RequestSpan
+from tlstiming.spans.request import RequestSpan
 
 trio = pytest.importorskip("trio", reason="the trio tests need trio")
 

@@ -21,7 +21,7 @@ import pytest
 from synthetic_spans import MS, FakeRequestSpan, handshake
 
 import tlstiming
-from tlstiming import _delivery
+from tlstiming._recording import delivery as _delivery
 from tlstiming.testing import (
     Budget,
     BudgetError,
@@ -225,7 +225,7 @@ def test_inert_when_unused(inner: pytest.Pytester) -> None:
     inner.makepyfile(
         """
         import socket
-        from tlstiming import _delivery
+        from tlstiming._recording import delivery as _delivery
         from tlstiming.testing import LocalTLSServer
 
         def test_handshake_without_plugin_features():
@@ -253,7 +253,7 @@ def test_tls_spans_fixture_collects_every_kind(inner: pytest.Pytester) -> None:
         import socket, ssl
         import pytest
         from synthetic_spans import FakeRequestSpan, deliver
-        from tlstiming import _delivery
+        from tlstiming._recording import delivery as _delivery
 
         def connect(server, hostname="localhost"):
             context = server.client_context()

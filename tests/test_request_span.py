@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tlstiming._request import (
+from tlstiming.spans.request import (
     EXTENSION_KEY,
     PHASE_NAMES,
     ConnectAttempt,

@@ -10,7 +10,7 @@ import pytest
 from servers import PKI
 from sink_spans import SECRET_URL, FakeRequestSpan, RealSpans, assert_no_secrets, real_spans
 
-from tlstiming._timeline import PHASE_NAMES
+from tlstiming._analysis.timeline import PHASE_NAMES
 from tlstiming.sinks import CONTEXT_KEYS, LOG_SCHEMA_VERSION, flatten, redact_url, tls_fields
 from tlstiming.sinks._flatten import flatten_dict, redact
 

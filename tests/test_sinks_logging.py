@@ -13,8 +13,8 @@ from servers import PKI, LoopbackServer, connect, server_context
 from sink_spans import FakeRequestSpan, RealSpans, assert_no_secrets, real_spans
 
 import tlstiming
-from tlstiming._format import one_line
 from tlstiming.sinks import LoggingSink, flatten
+from tlstiming.spans.render import one_line
 
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 

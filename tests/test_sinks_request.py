@@ -18,8 +18,8 @@ from servers import PKI
 from sink_spans import RealSpans, assert_no_secrets, real_spans
 from structlog.testing import capture_logs
 
-request_module = pytest.importorskip("tlstiming._request")
-pytest.importorskip("tlstiming._request_export")
+request_module = pytest.importorskip("tlstiming.spans.request")
+pytest.importorskip("tlstiming.spans.request_export")
 
 from tlstiming.sinks import JsonLinesSink, LoggingSink, StructlogSink, flatten  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The optional C accelerator (``tlstiming._speedups``) against the pure-Python hot path.
+"""The optional C accelerator (``tlstiming._recording._speedups``) against the pure-Python hot path.
 
 The core test modules run every case with both (the ``implementation``
 fixture); this module checks what only the accelerator has: that it is built
@@ -28,7 +28,9 @@ from hypothesis import strategies as st
 from servers import GREETING, PKI, connect, read_exactly, server_context
 
 import tlstiming
-from tlstiming import SpanRecorder, TimedSSLContext, _build, _conn
+from tlstiming import SpanRecorder, TimedSSLContext
+from tlstiming._recording import conn as _conn
+from tlstiming.spans import build as _build
 
 SOURCE = Path(_conn.__file__).with_name("_speedups.c")
 TLS12 = ssl.TLSVersion.TLSv1_2
@@ -44,7 +46,7 @@ def _headers() -> bool:
 
 
 needs_accelerator = pytest.mark.skipif(
-    not _conn.ACCELERATED, reason="tlstiming._speedups is not built here"
+    not _conn.ACCELERATED, reason="tlstiming._recording._speedups is not built here"
 )
 
 
@@ -84,7 +86,7 @@ def test_compiles_without_warnings(tmp_path: Path) -> None:
 
 
 def test_pure_python_switch() -> None:
-    code = "import tlstiming._conn as c; print(c.ACCELERATED, c.drive is c._py_drive)"
+    code = "import tlstiming._recording.conn as c; print(c.ACCELERATED, c.drive is c._py_drive)"
     env = {**os.environ, "TLSTIMING_PURE_PYTHON": "1"}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
@@ -216,7 +218,7 @@ def test_base_exception_in_a_sink_propagates(serve: ServeFactory, pki: PKI) -> N
 
 @needs_accelerator
 def test_misuse_raises() -> None:
-    from tlstiming import _speedups
+    from tlstiming._recording import _speedups
 
     with pytest.raises(TypeError, match="6 arguments"):
         _speedups.on_message(object())  # type: ignore[call-arg]
@@ -250,7 +252,7 @@ def test_misuse_raises() -> None:
 
 @needs_accelerator
 def test_stale_build_falls_back_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tlstiming import _speedups
+    from tlstiming._recording import _speedups
 
     monkeypatch.setattr(_speedups, "VERSION", _conn.SPEEDUPS_VERSION + 1)
     monkeypatch.setattr(_conn, "on_message", _conn.on_message)
@@ -289,7 +291,7 @@ _EVENT = st.tuples(
 
 
 def _events() -> Any:
-    from tlstiming import _speedups
+    from tlstiming._recording import _speedups
 
     return _speedups.Events()
 
@@ -358,7 +360,7 @@ def test_spans_of_accelerated_handshakes_pack_their_events(
     serve: ServeFactory, pki: PKI, recorder: SpanRecorder
 ) -> None:
     """Packed while nobody reads the span; a tuple of the same events once a view exists."""
-    from tlstiming import _speedups
+    from tlstiming._recording import _speedups
 
     server = serve(server_context(pki.leaf))
     ctx = tlstiming.create_default_context(cadata=pki.ca_pem)

@@ -24,7 +24,7 @@ from verifier_pki import (
     peer,
 )
 
-from tlstiming._verify import Verdict
+from tlstiming._recording.verify import Verdict
 from tlstiming.verifiers import FINDINGS, ChainAnalysis
 
 

@@ -21,7 +21,7 @@ from verifier_pki import (
     peer,
 )
 
-from tlstiming._verify import Verdict
+from tlstiming._recording.verify import Verdict
 from tlstiming.verifiers import CRLVerifier
 from tlstiming.verifiers.crl import distribution_points
 

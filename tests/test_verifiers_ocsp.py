@@ -27,7 +27,7 @@ from verifier_pki import (
     peer,
 )
 
-from tlstiming._verify import Verdict
+from tlstiming._recording.verify import Verdict
 from tlstiming.verifiers import OCSPVerifier
 from tlstiming.verifiers._ocsp_check import check_response
 from tlstiming.verifiers._revocation import Unavailable

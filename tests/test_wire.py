@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tlstiming import _names, _wire
-from tlstiming._errors import ParseError
+from tlstiming._wire import messages as _wire
+from tlstiming._wire import names as _names
+from tlstiming.errors import ParseError
 
 DATA = Path(__file__).parent / "data"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tlstiming import _wire
-from tlstiming._certs import certificate_info
-from tlstiming._errors import ParseError
-from tlstiming._facts import HandshakeFacts, build_facts
+from tlstiming._analysis.certs import certificate_info
+from tlstiming._analysis.facts import HandshakeFacts, build_facts
+from tlstiming._wire import messages as _wire
+from tlstiming.errors import ParseError
 
 DATA = Path(__file__).parent / "data"
 Message = tuple[str, int, int, bytes]

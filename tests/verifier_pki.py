@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-from tlstiming._testpki import _key_usage as key_usage
-from tlstiming._verify import PeerInfo
+from tlstiming._recording.verify import PeerInfo
+from tlstiming.testing.pki import _key_usage as key_usage
 
 Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 Status = Literal["good", "revoked", "unknown"]

@@ -11,25 +11,23 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tlstiming._certs import CertificateInfo
-    from tlstiming._classes import TimedSSLObject, TimedSSLSocket
-    from tlstiming._delivery import subscribe, unsubscribe
-    from tlstiming._errors import HandshakeAbandoned, ParseError, TLSTimingError
-    from tlstiming._facts import AlertFact, HandshakeFacts
-    from tlstiming._lookup import span_of
-    from tlstiming._request import ConnectAttempt, ConnectionInfo, RequestError, RequestSpan
-    from tlstiming._trust import ContextStats
-    from tlstiming._verify import (
+    from tlstiming._analysis.certs import CertificateInfo
+    from tlstiming._analysis.facts import AlertFact, HandshakeFacts
+    from tlstiming._recording.connections import TimedSSLObject, TimedSSLSocket
+    from tlstiming._recording.delivery import subscribe, unsubscribe
+    from tlstiming._recording.verify import (
         PeerInfo,
         Verdict,
-        Verification,
         VerificationFailed,
         Verifier,
         VerifierRejected,
     )
+    from tlstiming._trace.lookup import span_of
     from tlstiming.context import TimedSSLContext, create_default_context
+    from tlstiming.errors import HandshakeAbandoned, ParseError, TLSTimingError
     from tlstiming.recorder import SpanRecorder
-    from tlstiming.spans import (
+    from tlstiming.spans.context_stats import ContextStats
+    from tlstiming.spans.handshake import (
         SCHEMA_VERSION,
         HandshakeError,
         HandshakeSpan,
@@ -38,42 +36,44 @@ if TYPE_CHECKING:
         Record,
         Sink,
     )
+    from tlstiming.spans.request import ConnectAttempt, ConnectionInfo, RequestError, RequestSpan
+    from tlstiming.spans.verification import Verification
 
 # Names are imported on first use (PEP 562): ``import tlstiming`` stays cheap
 # for processes that only load the pytest plugin or a submodule.
 _WHERE: dict[str, str] = {
-    "AlertFact": "tlstiming._facts",
-    "CertificateInfo": "tlstiming._certs",
-    "ConnectAttempt": "tlstiming._request",
-    "ConnectionInfo": "tlstiming._request",
-    "ContextStats": "tlstiming._trust",
-    "HandshakeAbandoned": "tlstiming._errors",
+    "AlertFact": "tlstiming._analysis.facts",
+    "CertificateInfo": "tlstiming._analysis.certs",
+    "ConnectAttempt": "tlstiming.spans.request",
+    "ConnectionInfo": "tlstiming.spans.request",
+    "ContextStats": "tlstiming.spans.context_stats",
+    "HandshakeAbandoned": "tlstiming.errors",
     "HandshakeError": "tlstiming.spans",
-    "HandshakeFacts": "tlstiming._facts",
+    "HandshakeFacts": "tlstiming._analysis.facts",
     "HandshakeSpan": "tlstiming.spans",
     "Message": "tlstiming.spans",
-    "ParseError": "tlstiming._errors",
-    "PeerInfo": "tlstiming._verify",
+    "ParseError": "tlstiming.errors",
+    "PeerInfo": "tlstiming._recording.verify",
     "Phase": "tlstiming.spans",
     "Record": "tlstiming.spans",
-    "RequestError": "tlstiming._request",
-    "RequestSpan": "tlstiming._request",
+    "RequestError": "tlstiming.spans.request",
+    "RequestSpan": "tlstiming.spans.request",
     "SCHEMA_VERSION": "tlstiming.spans",
     "Sink": "tlstiming.spans",
     "SpanRecorder": "tlstiming.recorder",
-    "TLSTimingError": "tlstiming._errors",
+    "TLSTimingError": "tlstiming.errors",
     "TimedSSLContext": "tlstiming.context",
-    "TimedSSLObject": "tlstiming._classes",
-    "TimedSSLSocket": "tlstiming._classes",
-    "Verdict": "tlstiming._verify",
-    "Verification": "tlstiming._verify",
-    "VerificationFailed": "tlstiming._verify",
-    "Verifier": "tlstiming._verify",
-    "VerifierRejected": "tlstiming._verify",
+    "TimedSSLObject": "tlstiming._recording.connections",
+    "TimedSSLSocket": "tlstiming._recording.connections",
+    "Verdict": "tlstiming._recording.verify",
+    "Verification": "tlstiming.spans.verification",
+    "VerificationFailed": "tlstiming._recording.verify",
+    "Verifier": "tlstiming._recording.verify",
+    "VerifierRejected": "tlstiming._recording.verify",
     "create_default_context": "tlstiming.context",
-    "span_of": "tlstiming._lookup",
-    "subscribe": "tlstiming._delivery",
-    "unsubscribe": "tlstiming._delivery",
+    "span_of": "tlstiming._trace.lookup",
+    "subscribe": "tlstiming._recording.delivery",
+    "unsubscribe": "tlstiming._recording.delivery",
 }
 
 

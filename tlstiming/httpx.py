@@ -26,17 +26,19 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise ImportError("tlstiming.httpx needs httpx and httpcore: pip install httpx") from exc
 
-from tlstiming import _build, _delivery, _validate
-from tlstiming._httpcore_trace import (
+from tlstiming._recording import delivery as _delivery
+from tlstiming._recording import validate as _validate
+from tlstiming._recording.context import TimedSSLContext, create_default_context
+from tlstiming._trace.httpcore import (
     AsyncTimingBackend,
     Recording,
     TimingBackend,
     acquire,
     route_handshake,
 )
-from tlstiming._httpcore_trace import _current as _request_var
-from tlstiming._request import EXTENSION_KEY, RequestSpan
-from tlstiming.context import TimedSSLContext, create_default_context
+from tlstiming._trace.httpcore import _current as _request_var
+from tlstiming.spans import build as _build
+from tlstiming.spans.request import EXTENSION_KEY, RequestSpan
 
 __all__ = [
     "AsyncClient",
@@ -230,7 +232,7 @@ def _pool(
 
 
 class _Sinks:
-    """Request sinks of a transport (read by ``tlstiming._delivery.deliver``)."""
+    """Request sinks of a transport (read by ``tlstiming._recording.delivery.deliver``)."""
 
     _tlstiming_sinks: tuple[RequestSink, ...] = ()
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from tlstiming._escape import escape
+from tlstiming.spans.escape import escape
 
 if TYPE_CHECKING:  # imported when first used: loading the plugin stays cheap
     from tlstiming.testing import Budget, LocalPKI, LocalTLSServer, SpanCapture, SpanList
@@ -165,7 +165,7 @@ class _Report:
         self.errors: dict[tuple[str, str, str], int] = {}
         self.workers = 0
         self._lock = threading.Lock()
-        from tlstiming import _delivery  # noqa: PLC0415
+        from tlstiming._recording import delivery as _delivery  # noqa: PLC0415
 
         _delivery.subscribe(self)
 
@@ -246,6 +246,6 @@ class _Report:
             terminalreporter.write_line(line)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        from tlstiming import _delivery  # noqa: PLC0415
+        from tlstiming._recording import delivery as _delivery  # noqa: PLC0415
 
         _delivery.unsubscribe(self)

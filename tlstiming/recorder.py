@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import collections
 
-from tlstiming._validate import count
-from tlstiming.spans import HandshakeSpan
+from tlstiming._recording.validate import count
+from tlstiming.spans.handshake import HandshakeSpan
 
 __all__ = ["SpanRecorder"]
 

@@ -1,6 +1,6 @@
 """The C accelerator never crashes and never drops an exception, whatever it is given.
 
-``tlstiming._speedups`` is private, but it is C: a bad value must raise, not
+``tlstiming._recording._speedups`` is private, but it is C: a bad value must raise, not
 crash the interpreter. The cases that used to crash run in a subprocess, so
 that a segfault fails the test instead of ending the suite.
 """
@@ -17,16 +17,18 @@ from typing import Any
 import pytest
 
 import tlstiming
-from tlstiming import HandshakeSpan, _conn
+from tlstiming import HandshakeSpan
+from tlstiming._recording import conn as _conn
 
 pytestmark = pytest.mark.skipif(
-    not _conn.ACCELERATED, reason="tlstiming._speedups is not built here"
+    not _conn.ACCELERATED, reason="tlstiming._recording._speedups is not built here"
 )
 
 # A connection and a context with only what the accelerator reads: drive() runs
 # a whole (empty) handshake through them, span and detach included.
 _FAKES = """
-from tlstiming import _conn, _speedups
+from tlstiming._recording import conn as _conn
+from tlstiming._recording import _speedups
 
 class Context:
     pass
@@ -90,7 +92,7 @@ def _run(script: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def restore() -> Iterator[None]:
     """Whatever a test does to the module's configuration, put the real one back."""
-    from tlstiming import _speedups
+    from tlstiming._recording import _speedups
 
     yield
     _conn.configure(_speedups)
@@ -126,7 +128,7 @@ def test_span_ids_that_are_not_an_iterator_fail_the_recording_not_the_process() 
     done = _run(
         """
         import logging, sys
-        from tlstiming import _build
+        from tlstiming.spans import build as _build
         logging.basicConfig(stream=sys.stdout, format="%(message)s %(exc_info)s")
         _build.ids = [1, 2, 3]
         print("handshake:", handshake())
@@ -226,7 +228,7 @@ _REFUSED: list[tuple[str, Any, str]] = [
 def test_configure_refuses_what_a_handshake_would_trip_on(
     name: str, value: Any, message: str
 ) -> None:
-    from tlstiming import _speedups
+    from tlstiming._recording import _speedups
 
     kwargs = FAKES.configuration()
     kwargs[name] = value
@@ -251,7 +253,7 @@ def test_on_message_keeps_the_exception_of_a_failing_index(
     content_type: Any, msg_type: Any, packed: bool
 ) -> None:
     """The first failing ``__index__`` is raised; nothing is recorded (it was lost)."""
-    from tlstiming import _speedups
+    from tlstiming._recording import _speedups
 
     conn = FAKES.conn(FAKES.context())
     events: Any = _speedups.Events() if packed else []
@@ -265,7 +267,7 @@ def test_a_rejection_that_is_not_an_exception_raises_type_error(
     monkeypatch: pytest.MonkeyPatch, restore: None
 ) -> None:
     """As ``raise rejected`` would: a clear TypeError, not a SystemError."""
-    from tlstiming import _speedups
+    from tlstiming._recording import _speedups
 
     kwargs = FAKES.configuration()
     kwargs["finish"] = lambda *args: "not an exception"

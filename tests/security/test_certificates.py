@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from servers import GREETING, PKI, assert_exportable, connect, read_exactly
 
 from tlstiming import HandshakeSpan, SpanRecorder, TimedSSLContext
-from tlstiming._build import build_span
-from tlstiming._certs import CertificateInfo, certificate_info
-from tlstiming._timeline import ENTER, EXIT, RawEvent
+from tlstiming._analysis.certs import CertificateInfo, certificate_info
+from tlstiming._analysis.timeline import ENTER, EXIT, RawEvent
+from tlstiming.spans.build import build_span
 
 Fields = list[bytes]
 

@@ -24,9 +24,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tlstiming import HandshakeSpan, cli
-from tlstiming._escape import escape
-from tlstiming._format import one_line, waterfall
 from tlstiming.sinks.logging import LoggingSink, message
+from tlstiming.spans.escape import escape
+from tlstiming.spans.render import one_line, waterfall
 from tlstiming.testing import BudgetError, assert_budget
 
 pytest_plugins = ("pytester",)

@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tlstiming._build import build_span
-from tlstiming._timeline import (
+from tlstiming._analysis.timeline import (
     ENTER,
     EXIT,
     VERIFY_END,
@@ -24,6 +23,7 @@ from tlstiming._timeline import (
     Side,
     tile,
 )
+from tlstiming.spans.build import build_span
 
 GROWTH = 8
 BOUND = GROWTH * 3

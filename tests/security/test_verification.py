@@ -20,7 +20,9 @@ from conftest import ServeFactory
 from servers import GREETING, PKI, server_context
 
 import tlstiming
-from tlstiming import PeerInfo, SpanRecorder, TimedSSLContext, Verdict, _conn, _verify_workers
+from tlstiming import PeerInfo, SpanRecorder, TimedSSLContext, Verdict
+from tlstiming._recording import conn as _conn
+from tlstiming._recording import verify_workers as _verify_workers
 
 pytestmark = pytest.mark.usefixtures("implementation")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, TypeVar
 
-from tlstiming._validate import non_negative, optional, wait_seconds
+from tlstiming._recording.validate import non_negative, optional, wait_seconds
 from tlstiming.sinks._flatten import SpanLike
 
 __all__ = ["Deadline", "Emitter", "pick_level", "threshold_ns"]
@@ -30,7 +30,7 @@ def threshold_ns(name: str, ms: float | None) -> int | None:
     """A ``slow_ms``-style option (milliseconds, finite, >= 0) in nanoseconds; ``None`` stays.
 
     Raises:
-        TypeError, ValueError: naming ``name``, as :func:`tlstiming._validate.non_negative`.
+        TypeError, ValueError: naming ``name`` (see ``_recording.validate.non_negative``).
     """
     checked = optional(non_negative, name, ms)
     return None if checked is None else int(checked * 1e6)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Protocol
 
-from tlstiming.spans import HandshakeSpan
+from tlstiming.spans.handshake import HandshakeSpan
 
 __all__ = [
     "CONTEXT_KEYS",

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
 
-from tlstiming._validate import callable_arg, count, wait_seconds
+from tlstiming._recording.validate import callable_arg, count, wait_seconds
 from tlstiming.sinks._flatten import SpanLike
 
 __all__ = ["BackgroundSink"]

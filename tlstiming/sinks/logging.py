@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
-from tlstiming._escape import escape
-from tlstiming._format import one_line
-from tlstiming._validate import count
+from tlstiming._recording.validate import count
 from tlstiming.sinks._common import Emitter, pick_level, threshold_ns
 from tlstiming.sinks._flatten import SpanLike, flatten
-from tlstiming.spans import HandshakeSpan
+from tlstiming.spans.escape import escape
+from tlstiming.spans.handshake import HandshakeSpan
+from tlstiming.spans.render import one_line
 
 __all__ = ["LoggingSink"]
 

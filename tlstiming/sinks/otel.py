@@ -35,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
         "tlstiming.sinks.otel needs OpenTelemetry's API: pip install 'tlstiming[otel]'"
     ) from exc
 
-from tlstiming._names import VERSIONS
+from tlstiming._wire.names import VERSIONS
 from tlstiming.sinks._common import Emitter
 from tlstiming.sinks._flatten import SpanLike, flatten_dict
 

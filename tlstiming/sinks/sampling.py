@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from tlstiming import _validate as check
+from tlstiming._recording import validate as check
 from tlstiming.sinks._common import threshold_ns
 from tlstiming.sinks._flatten import SpanLike
 

@@ -1,6 +1,6 @@
 """Built-in verifiers: key pinning, OCSP and CRL revocation checks, chain analysis.
 
-Each verifier is a callable taking a :class:`~tlstiming._verify.PeerInfo`
+Each verifier is a callable taking a :class:`~tlstiming._recording.verify.PeerInfo`
 and returning a verdict; register it on a context with
 ``TimedSSLContext.add_verifier()`` and it runs after every handshake, timed
 as a ``verify:<name>`` phase. The revocation checkers fetch over HTTP with a

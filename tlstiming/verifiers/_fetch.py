@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 import httpx
 
-from tlstiming._errors import TLSTimingError
-from tlstiming._validate import count, positive
+from tlstiming._recording.validate import count, positive
+from tlstiming.errors import TLSTimingError
 
 __all__ = ["FetchError", "Fetched", "Fetcher", "redact_url"]
 

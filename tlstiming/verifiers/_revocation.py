@@ -15,8 +15,9 @@ from typing import Final, Generic, TypeVar
 from cryptography import x509
 from typing_extensions import Self
 
-from tlstiming import _validate as check
-from tlstiming._verify import Detail, PeerInfo, Verdict
+from tlstiming._recording import validate as check
+from tlstiming._recording.verify import PeerInfo, Verdict
+from tlstiming.spans.verification import Detail
 from tlstiming.verifiers._cache import ExpiringCache
 from tlstiming.verifiers._fetch import Fetcher, FetchError
 from tlstiming.verifiers._trust import Trust, find_issuer, trust_for, trust_from

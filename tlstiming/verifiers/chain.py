@@ -12,8 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.x509 import verification
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from tlstiming import _validate as check
-from tlstiming._verify import Detail, PeerInfo, Verdict
+from tlstiming._recording import validate as check
+from tlstiming._recording.verify import PeerInfo, Verdict
+from tlstiming.spans.verification import Detail
 from tlstiming.verifiers._revocation import Clock, utc_now
 from tlstiming.verifiers._trust import Trust, issued_by, trust_for, trust_from
 

@@ -12,8 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
-from tlstiming._validate import count
-from tlstiming._verify import Detail, PeerInfo, Verdict
+from tlstiming._recording.validate import count
+from tlstiming._recording.verify import PeerInfo, Verdict
+from tlstiming.spans.verification import Detail
 from tlstiming.verifiers._fetch import Fetcher, redact_url
 from tlstiming.verifiers._revocation import Clock, Failure, RevocationChecker, Unavailable
 

@@ -9,8 +9,9 @@ from typing import ClassVar, Literal
 
 from cryptography import x509
 
-from tlstiming._validate import count
-from tlstiming._verify import Detail, PeerInfo, Verdict
+from tlstiming._recording.validate import count
+from tlstiming._recording.verify import PeerInfo, Verdict
+from tlstiming.spans.verification import Detail
 from tlstiming.verifiers._fetch import Fetcher, redact_url
 from tlstiming.verifiers._ocsp_check import (
     HASHES,

@@ -11,7 +11,8 @@ from typing import ClassVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tlstiming._verify import Detail, PeerInfo, Verdict
+from tlstiming._recording.verify import PeerInfo, Verdict
+from tlstiming.spans.verification import Detail
 
 __all__ = ["SPKIPins", "spki_pin"]
 

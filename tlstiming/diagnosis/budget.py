@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal
 
-from tlstiming._escape import escape
-from tlstiming._format import waterfall
-from tlstiming.spans import HandshakeSpan
+from tlstiming.spans.escape import escape
+from tlstiming.spans.handshake import HandshakeSpan
+from tlstiming.spans.render import waterfall
 
 __all__ = [
     "OCSP_PHASES",

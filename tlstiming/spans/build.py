@@ -9,10 +9,10 @@ import ssl
 import time
 from collections.abc import Sequence
 
-from tlstiming._names import alert_name
-from tlstiming._timeline import RawEvent, Side, tile
-from tlstiming._verify import Verification
-from tlstiming.spans import HandshakeError, HandshakeSpan
+from tlstiming._analysis.timeline import RawEvent, Side, tile
+from tlstiming._wire.names import alert_name
+from tlstiming.spans.handshake import HandshakeError, HandshakeSpan
+from tlstiming.spans.verification import Verification
 
 __all__ = ["build_span", "handshake_error"]
 

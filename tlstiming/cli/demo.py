@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tlstiming._testpki import LocalPKI
+from tlstiming.testing.pki import LocalPKI
 
 __all__ = ["DemoPKI", "LoopbackServer", "demo_pki"]
 

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from tlstiming._escape import escape
-from tlstiming.spans import Outcome, Phase
+from tlstiming.spans.escape import escape
+from tlstiming.spans.handshake import Outcome, Phase
 
 if TYPE_CHECKING:
-    from tlstiming.spans import HandshakeSpan
+    from tlstiming.spans.handshake import HandshakeSpan
 
 __all__ = [
     "EXTENSION_KEY",
@@ -397,7 +397,7 @@ class RequestSpan:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict with the keys documented in ``docs/schema.md``."""
-        from tlstiming._request_export import request_to_dict  # noqa: PLC0415
+        from tlstiming.spans.request_export import request_to_dict  # noqa: PLC0415
 
         return request_to_dict(self)
 

@@ -19,14 +19,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from tlstiming import _build, _delivery
-from tlstiming._build import build_span
-from tlstiming._detach import MSG_CALLBACK_SEAM as _C_MSG_CALLBACK
-from tlstiming._detach import detach as _detach
-from tlstiming._detach import rearm
-from tlstiming._errors import HandshakeAbandoned
-from tlstiming._names import alert_name
-from tlstiming._timeline import (
+from tlstiming._analysis.timeline import (
     ENTER,
     EXIT,
     SNI_END,
@@ -35,17 +28,25 @@ from tlstiming._timeline import (
     VERIFY_START,
     RawEvent,
 )
-from tlstiming._verify import (
+from tlstiming._recording import delivery as _delivery
+from tlstiming._recording.detach import MSG_CALLBACK_SEAM as _C_MSG_CALLBACK
+from tlstiming._recording.detach import detach as _detach
+from tlstiming._recording.detach import rearm
+from tlstiming._recording.verify import (
     PeerInfo,
     Verification,
     VerifierRejected,
     describe,
     run_verifiers,
 )
-from tlstiming.spans import HandshakeSpan
+from tlstiming._wire.names import alert_name
+from tlstiming.errors import HandshakeAbandoned
+from tlstiming.spans import build as _build
+from tlstiming.spans.build import build_span
+from tlstiming.spans.handshake import HandshakeSpan
 
 if TYPE_CHECKING:
-    from tlstiming._facts import HandshakeFacts
+    from tlstiming._analysis.facts import HandshakeFacts
 
 __all__ = [
     "chained_on_message",
@@ -238,7 +239,7 @@ def _verify(
 
 
 def _peer_info(conn: Any, events: list[RawEvent]) -> tuple[PeerInfo, HandshakeFacts]:
-    from tlstiming._facts import build_facts  # noqa: PLC0415
+    from tlstiming._analysis.facts import build_facts  # noqa: PLC0415
 
     server_side = conn.server_side
     facts = build_facts(
@@ -653,17 +654,17 @@ def configure(speedups: Any) -> None:
 
 
 def _accelerate() -> bool:
-    """Use ``tlstiming._speedups`` for the hot path when it is built and allowed."""
+    """Use ``tlstiming._recording._speedups`` for the hot path when it is built and allowed."""
     global on_message, drive
     if os.environ.get("TLSTIMING_PURE_PYTHON"):
         return False
     try:
-        from tlstiming import _speedups  # noqa: PLC0415
+        from tlstiming._recording import _speedups  # noqa: PLC0415
     except ImportError:
         return False
     if getattr(_speedups, "VERSION", None) != SPEEDUPS_VERSION:
         warnings.warn(
-            f"tlstiming._speedups at {_speedups.__file__} is stale (rebuild it, e.g. "
+            f"tlstiming._recording._speedups at {_speedups.__file__} is stale (rebuild it, e.g. "
             "reinstall tlstiming); using the pure-Python code",
             RuntimeWarning,
             stacklevel=2,

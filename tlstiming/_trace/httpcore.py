@@ -27,9 +27,9 @@ from typing import Any, Final
 
 import httpcore
 
-from tlstiming import _conn
-from tlstiming._request import ConnectAttempt, ConnectionInfo, RequestRecord
-from tlstiming.spans import HandshakeSpan
+from tlstiming._recording import conn as _conn
+from tlstiming.spans.handshake import HandshakeSpan
+from tlstiming.spans.request import ConnectAttempt, ConnectionInfo, RequestRecord
 
 __all__ = [
     "AsyncTimingBackend",

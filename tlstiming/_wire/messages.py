@@ -3,7 +3,7 @@
 Each ``parse_*`` function takes the *body* of one handshake message (as
 returned by :func:`split_handshake`) and returns a small frozen value. No
 sockets, no ``ssl`` objects, no clocks. The only exception any function here
-raises is :class:`~tlstiming._errors.ParseError`: truncation, a length field
+raises is :class:`~tlstiming.errors.ParseError`: truncation, a length field
 running past its container, trailing bytes, a vector shorter than its RFC
 minimum, or a duplicated extension.
 
@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from tlstiming._errors import ParseError
+from tlstiming.errors import ParseError
 
 __all__ = [
     "HELLO_RETRY_RANDOM",

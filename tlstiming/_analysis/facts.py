@@ -15,10 +15,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from tlstiming import _wire
-from tlstiming._certs import CertificateInfo, certificate_info
-from tlstiming._errors import ParseError
-from tlstiming._names import (
+from tlstiming._analysis.certs import CertificateInfo, certificate_info
+from tlstiming._wire import messages as _wire
+from tlstiming._wire.names import (
     alert_level_name,
     alert_name,
     cipher_name,
@@ -27,6 +26,7 @@ from tlstiming._names import (
     signature_scheme_name,
     version_name,
 )
+from tlstiming.errors import ParseError
 
 __all__ = ["AlertFact", "HandshakeFacts", "Sender", "build_facts"]
 

@@ -1,6 +1,6 @@
 """The connection classes a TimedSSLContext makes: SSLSocket and SSLObject, recorded.
 
-They change nothing but ``do_handshake`` (recorded by :func:`tlstiming._conn.drive`)
+They change nothing but ``do_handshake`` (recorded by :func:`tlstiming._recording.conn.drive`)
 and deliver a span still pending when the connection is closed or dropped.
 """
 
@@ -11,7 +11,7 @@ import ssl
 import weakref
 from typing import Any
 
-from tlstiming import _conn
+from tlstiming._recording import conn as _conn
 
 __all__ = ["TimedSSLObject", "TimedSSLSocket", "timed_class"]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tlstiming._request import ConnectionInfo, RequestSpan
-from tlstiming.spans import SCHEMA_VERSION
+from tlstiming.spans.handshake import SCHEMA_VERSION
+from tlstiming.spans.request import ConnectionInfo, RequestSpan
 
 __all__ = ["request_to_dict"]
 

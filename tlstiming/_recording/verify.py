@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from tlstiming._errors import TLSTimingError
-from tlstiming._verify_workers import VerifierOverrun, VerifierWorkers
+from tlstiming._recording.verify_workers import VerifierOverrun, VerifierWorkers
+from tlstiming.errors import TLSTimingError
+from tlstiming.spans.verification import Detail, Outcome, Verification
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -32,9 +33,7 @@ __all__ = [
     "VerifierSpec",
 ]
 
-Detail = str | int | float | bool | None
 OnError = Literal["reject", "accept"]
-Outcome = Literal["accepted", "soft_failed", "rejected", "error", "timeout"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,33 +135,6 @@ class VerifierRejected(ssl.SSLCertVerificationError):
 
 
 VerifierRejected.__module__ = "tlstiming"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Verification:
-    """One verifier's run, as recorded on the span.
-
-    Attributes:
-        name: the verifier's name (its phase is ``verify:<name>``).
-        start_ns: start, ``perf_counter_ns`` clock.
-        end_ns: end.
-        outcome: ``accepted``, ``soft_failed``, ``rejected``, ``error`` (it
-            raised: see ``reason``) or ``timeout`` (it overran its timeout).
-        reason: why, for anything but ``accepted``.
-        details: the verifier's own facts, as ``(key, value)`` pairs.
-    """
-
-    name: str
-    start_ns: int
-    end_ns: int
-    outcome: Outcome
-    reason: str | None
-    details: tuple[tuple[str, Detail], ...] = ()
-
-    @property
-    def duration_ns(self) -> int:
-        """Wall time of the verifier."""
-        return self.end_ns - self.start_ns
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Types of the optional C accelerator (tlstiming/_speedups.c)."""
+"""Types of the optional C accelerator (tlstiming/_recording/_speedups.c)."""
 
 from collections.abc import Callable
 from typing import Any, overload

@@ -6,7 +6,7 @@ import logging
 import sys
 from typing import Any
 
-from tlstiming._validate import callable_arg
+from tlstiming._recording.validate import callable_arg
 
 __all__ = ["deliver", "global_sinks", "report", "report_exception", "subscribe", "unsubscribe"]
 

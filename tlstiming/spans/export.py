@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tlstiming.spans import SCHEMA_VERSION, HandshakeSpan, Phase
+from tlstiming.spans.handshake import SCHEMA_VERSION, HandshakeSpan, Phase
 
 __all__ = ["handshake_to_dict"]
 

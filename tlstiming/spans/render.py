@@ -1,14 +1,14 @@
 """Human-readable renderings of spans (CLI, log messages, assertion failures).
 
-Every string a span holds is escaped (:func:`tlstiming._escape.escape`):
+Every string a span holds is escaped (:func:`tlstiming.spans.escape.escape`):
 the SNI name, ALPN protocols, error messages and verifier reasons can be
 written by the peer.
 """
 
 from __future__ import annotations
 
-from tlstiming._escape import escape
-from tlstiming.spans import HandshakeSpan
+from tlstiming.spans.escape import escape
+from tlstiming.spans.handshake import HandshakeSpan
 
 __all__ = ["one_line", "waterfall"]
 

@@ -1,12 +1,12 @@
 /*
- * tlstiming._speedups: the handshake's hot path in C (optional).
+ * tlstiming._recording._speedups: the handshake's hot path in C (optional).
  *
- * The same three steps as the pure-Python code in tlstiming/_conn.py, which
+ * The same three steps as the pure-Python code in tlstiming/_recording/conn.py, which
  * stays the reference and the fallback: OpenSSL's message callback
  * (on_message), the do_handshake wrapper (drive) and, for the common case of
  * a handshake that completed with no verifier and no pending TLS 1.3 client
  * certificate verdict, the span's assembly, delivery and the detach from the
- * data path. Every other case calls back into tlstiming._conn.
+ * data path. Every other case calls back into tlstiming._recording.conn.
  *
  * Why C: these run right after OpenSSL's handshake work has evicted the
  * interpreter from the CPU caches, where each Python function touched costs
@@ -24,7 +24,7 @@
  * another module name with one ABLATE_* macro defined, which switches one piece
  * off, to measure what it costs. A real build defines none of them. */
 #ifndef SPEEDUPS_MODULE
-#define SPEEDUPS_MODULE "tlstiming._speedups"
+#define SPEEDUPS_MODULE "tlstiming._recording._speedups"
 #define SPEEDUPS_INIT PyInit__speedups
 #endif
 
@@ -86,8 +86,8 @@ static PyObject *g_refuse;       /* _conn._refuse(conn) */
 static PyObject *g_failed;       /* _conn._record_failed(exc) */
 static PyObject *g_sink_failed;  /* _delivery.report_exception(sink, span, exc) */
 static PyObject *g_span_type;    /* spans.HandshakeSpan */
-static PyObject *g_build;        /* the tlstiming._build module (its ids are re-drawn at fork) */
-static PyObject *g_delivery;     /* the tlstiming._delivery module (global_sinks is rebound) */
+static PyObject *g_build;        /* the tlstiming.spans.build module (its ids are re-drawn at fork) */
+static PyObject *g_delivery;     /* the tlstiming._recording.delivery module (global_sinks is rebound) */
 static PyObject *g_want;         /* (SSLWantReadError, SSLWantWriteError) */
 static PyObject *g_sslsocket;    /* ssl.SSLSocket */
 static PyObject *g_msg_descr;    /* ssl._SSLContext._msg_callback (C getset descriptor) or None */
@@ -516,7 +516,7 @@ static int
 configured(void)
 {
     if (g_span_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "tlstiming._speedups is not configured");
+        PyErr_SetString(PyExc_RuntimeError, "tlstiming._recording._speedups is not configured");
         return 0;
     }
     return 1;
@@ -1165,13 +1165,13 @@ static PyMethodDef methods[] = {
     {"drive", (PyCFunction)(void (*)(void))drive, METH_FASTCALL,
      "Run one do_handshake call of conn (handshake(*args)) and record it."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
-     "Give the module the Python objects it calls (done once by tlstiming._conn)."},
+     "Give the module the Python objects it calls (done once by tlstiming._recording.conn)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, SPEEDUPS_MODULE,
-    "The handshake's hot path in C; tlstiming._conn is the reference.", -1, methods,
+    "The handshake's hot path in C; tlstiming._recording.conn is the reference.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

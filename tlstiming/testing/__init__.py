@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, overload
 
-from tlstiming import _delivery
-from tlstiming._budget import (
+from tlstiming._recording import delivery as _delivery
+from tlstiming.diagnosis.budget import (
     OCSP_PHASES,
     OCSP_STALL_MS,
     Budget,
@@ -21,8 +21,8 @@ from tlstiming._budget import (
     host_of,
     percentile,
 )
-from tlstiming._testpki import LocalPKI
-from tlstiming._testserver import LocalTLSServer
+from tlstiming.testing.pki import LocalPKI
+from tlstiming.testing.server import LocalTLSServer
 
 __all__ = [
     "OCSP_PHASES",

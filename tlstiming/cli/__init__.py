@@ -10,13 +10,13 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from tlstiming import _demo
-from tlstiming._escape import escape
-from tlstiming._format import waterfall
-from tlstiming._validate import positive
-from tlstiming.context import TimedSSLContext, create_default_context
+from tlstiming._recording.context import TimedSSLContext, create_default_context
+from tlstiming._recording.validate import positive
+from tlstiming.cli import demo as _demo
 from tlstiming.recorder import SpanRecorder
-from tlstiming.spans import HandshakeSpan
+from tlstiming.spans.escape import escape
+from tlstiming.spans.handshake import HandshakeSpan
+from tlstiming.spans.render import waterfall
 
 __all__ = ["main"]
 

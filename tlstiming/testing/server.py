@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Final, Literal
 
-from tlstiming import _wire
-from tlstiming._errors import ParseError
-from tlstiming._testpki import LocalPKI
-from tlstiming.context import TimedSSLContext, create_default_context
+from tlstiming._recording.context import TimedSSLContext, create_default_context
+from tlstiming._wire import messages as _wire
+from tlstiming.errors import ParseError
+from tlstiming.testing.pki import LocalPKI
 
 __all__ = ["LocalTLSServer"]
 

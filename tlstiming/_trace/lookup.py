@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, overload
 
-from tlstiming._conn import span_of as _recorded
-from tlstiming._request import EXTENSION_KEY, RequestSpan
-from tlstiming.spans import HandshakeSpan
+from tlstiming._recording.conn import span_of as _recorded
+from tlstiming.spans.handshake import HandshakeSpan
+from tlstiming.spans.request import EXTENSION_KEY, RequestSpan
 
 if TYPE_CHECKING:
     import ssl

@@ -13,14 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-from tlstiming import _timeline, _trust
-from tlstiming._escape import escape
-from tlstiming._names import alert_name, handshake_type_name
-from tlstiming._trust import ContextStats
-from tlstiming._verify import Verification
+from tlstiming._analysis import timeline as _timeline
+from tlstiming._wire.names import alert_name, handshake_type_name
+from tlstiming.spans import context_stats as _trust
+from tlstiming.spans.context_stats import ContextStats
+from tlstiming.spans.escape import escape
+from tlstiming.spans.verification import Verification
 
 if TYPE_CHECKING:
-    from tlstiming._facts import HandshakeFacts
+    from tlstiming._analysis.facts import HandshakeFacts
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -334,7 +335,7 @@ class HandshakeSpan:
                 records out (``None``): what log events keep, at a third of
                 the cost.
         """
-        from tlstiming._export import handshake_to_dict  # noqa: PLC0415
+        from tlstiming.spans.export import handshake_to_dict  # noqa: PLC0415
 
         return handshake_to_dict(self, timeline=timeline)
 
@@ -352,7 +353,7 @@ class HandshakeSpan:
         )
 
     def _compute_facts(self) -> HandshakeFacts:
-        from tlstiming._facts import build_facts  # noqa: PLC0415
+        from tlstiming._analysis.facts import build_facts  # noqa: PLC0415
 
         records = [(e[2], e[3], e[4], e[5]) for e in self._events if e[3] >= 0]
         return build_facts(records, side=self._side)

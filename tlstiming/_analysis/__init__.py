@@ -1,0 +1,1 @@
+"""Events to phases, facts and certificates. Pure: timestamps are arguments."""

@@ -1,0 +1,1 @@
+"""Recording: the ssl subclass, its connections, the message hook, the detach, delivery."""

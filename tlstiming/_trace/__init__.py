@@ -1,0 +1,1 @@
+"""Request tracing: the client-neutral seam and one adapter module per HTTP client."""

@@ -1,0 +1,1 @@
+"""Rules over spans: budgets and findings."""
