@@ -98,7 +98,9 @@ def _api_section(module: str) -> list[str]:
     return re.findall(r"^\| `([^`]+)` \|", section, re.MULTILINE)
 
 
-@pytest.mark.parametrize("module", ["tlstiming", "tlstiming.sinks", "tlstiming.verifiers"])
+@pytest.mark.parametrize(
+    "module", ["tlstiming", "tlstiming.sinks", "tlstiming.verifiers", "tlstiming.diagnosis"]
+)
 def test_api_doc_matches_all(module: str) -> None:
     imported = importlib.import_module(module)
     assert sorted(_api_section(module)) == sorted(imported.__all__)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     )
     from tlstiming._trace.lookup import span_of
     from tlstiming.context import TimedSSLContext, create_default_context
+    from tlstiming.diagnosis import Finding, diagnose
     from tlstiming.errors import HandshakeAbandoned, ParseError, TLSTimingError
     from tlstiming.recorder import SpanRecorder
     from tlstiming.spans.context_stats import ContextStats
@@ -46,6 +47,7 @@ _WHERE: dict[str, str] = {
     "CertificateInfo": "tlstiming._analysis.certs",
     "ConnectAttempt": "tlstiming.spans.request",
     "ConnectionInfo": "tlstiming.spans.request",
+    "Finding": "tlstiming.diagnosis",
     "ContextStats": "tlstiming.spans.context_stats",
     "HandshakeAbandoned": "tlstiming.errors",
     "HandshakeError": "tlstiming.spans",
@@ -71,6 +73,7 @@ _WHERE: dict[str, str] = {
     "Verifier": "tlstiming._recording.verify",
     "VerifierRejected": "tlstiming._recording.verify",
     "create_default_context": "tlstiming.context",
+    "diagnose": "tlstiming.diagnosis",
     "span_of": "tlstiming._trace.lookup",
     "subscribe": "tlstiming._recording.delivery",
     "unsubscribe": "tlstiming._recording.delivery",
@@ -97,6 +100,7 @@ __all__ = [
     "ConnectAttempt",
     "ConnectionInfo",
     "ContextStats",
+    "Finding",
     "HandshakeAbandoned",
     "HandshakeError",
     "HandshakeFacts",
@@ -121,6 +125,7 @@ __all__ = [
     "VerifierRejected",
     "__version__",
     "create_default_context",
+    "diagnose",
     "span_of",
     "subscribe",
     "unsubscribe",
