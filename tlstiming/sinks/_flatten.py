@@ -1,18 +1,26 @@
 """Spans as flat log events: one level of scalar fields, durations in milliseconds (pure).
 
 Every sink that writes log events (structlog, stdlib ``logging``, the OTel
-attributes) goes through :func:`flatten_dict`, so the field names are the
-same everywhere. The input is ``span.to_dict()`` (``docs/schema.md``); the
-rules that turn it into flat fields are versioned by :data:`LOG_SCHEMA_VERSION`
-and documented in ``docs/schema.md`` ("Log event keys") and ``docs/logging.md``.
+attributes) goes through :func:`flatten`, so the field names are the same
+everywhere. A handshake or request span is read through its table
+(:mod:`tlstiming.spans.fields`), the one ``to_dict()`` is built from: no
+nested dict in between. Other span-likes (a later kind, a stand-in) go
+through ``to_dict()`` and :func:`flatten_dict`, which applies the same rules
+by key. The rules are versioned by :data:`LOG_SCHEMA_VERSION` and documented
+in ``docs/schema.md`` ("Log event keys") and ``docs/logging.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
+from tlstiming.spans.export import HANDSHAKE
+from tlstiming.spans.fields import LOG_SCHEMA_VERSION, Table, ms, ms_key, redact_url
 from tlstiming.spans.handshake import HandshakeSpan
+from tlstiming.spans.protocols import SpanLike
+from tlstiming.spans.request import RequestSpan
+from tlstiming.spans.request_export import REQUEST
 
 __all__ = [
     "CONTEXT_KEYS",
@@ -22,11 +30,9 @@ __all__ = [
     "flatten_dict",
     "redact",
     "redact_url",
+    "table_of",
     "tls_fields",
 ]
-
-LOG_SCHEMA_VERSION: Final = "1"
-"""Version of the flat key set; bumped when a flat key is renamed or removed."""
 
 CONTEXT_KEYS: Final = (
     "tls.handshake.span_id",
@@ -47,39 +53,25 @@ _SCALARS: Final = (str, int, float, bool)
 _PRIMARY: Final = frozenset({"tlstiming.handshake"})
 
 
-class SpanLike(Protocol):
-    """What the sinks read from a span: a handshake span, a request span or any later kind."""
-
-    @property
-    def kind(self) -> str:
-        """``"tls.handshake"``, ``"http.request"``..."""
-
-    @property
-    def span_id(self) -> str:
-        """16 hex digits."""
-
-    @property
-    def outcome(self) -> str:
-        """``"ok"`` or ``"error"``."""
-
-    @property
-    def duration_ns(self) -> int:
-        """Total wall time."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready dict of ``docs/schema.md``."""
+def table_of(span: object) -> Table[Any, Any] | None:
+    """The export table of ``span``'s class, ``None`` for a kind with none."""
+    if isinstance(span, HandshakeSpan):
+        return HANDSHAKE
+    if isinstance(span, RequestSpan):
+        return REQUEST
+    return None
 
 
 def flatten(span: SpanLike) -> dict[str, Any]:
     """Return the flat log fields of ``span`` (unknown values left out).
 
     A span with a ``handshake`` attribute (a request span that opened its
-    connection) gets the handshake's fields too, unless its dict already
-    nests them.
+    connection) gets the handshake's fields too.
     """
-    # The lists of certificates, messages and records are not log fields:
-    # a handshake span can leave them out, which is most of its export's cost.
-    data = span.to_dict(timeline=False) if isinstance(span, HandshakeSpan) else span.to_dict()
+    table = table_of(span)
+    if table is not None:
+        return table.flat(span)
+    data = span.to_dict()
     handshake = getattr(span, "handshake", None)
     if handshake is not None and data.get("tlstiming.handshake") is None:
         data = {**data, "tlstiming.handshake": handshake.to_dict(timeline=False)}
@@ -88,6 +80,9 @@ def flatten(span: SpanLike) -> dict[str, Any]:
 
 def flatten_dict(data: Mapping[str, Any], *, drop_none: bool = True) -> dict[str, Any]:
     """Flatten a span dict (``span.to_dict()``) into one level of scalar fields.
+
+    The rules by key, for kinds with no table; a handshake or request span's
+    table gives the same fields straight from the span (:func:`flatten`).
 
     Args:
         data: a span's ``to_dict()``.
@@ -114,25 +109,25 @@ def _merge(out: dict[str, Any], data: Mapping[str, Any], nested: bool = False) -
         if key == "span.id" and nested:
             put(f"{kind}.span_id", value)
         elif key in ("duration_ns", "cpu_ns"):
-            put(f"{kind}.{key[:-3]}_ms", _ms(value))
+            put(ms_key(kind, key), ms(value))
         elif key == "tlstiming.verifications":
             for check in value or ():
                 put(f"{prefix}.verify.{check['name']}", check.get("outcome"))
                 put(f"{prefix}.verify.{check['name']}.reason", check.get("reason"))
         elif key == "tlstiming.phases":
             for phase in value or ():
-                put(f"{prefix}.phase.{phase['name']}_ms", _ms(phase.get("duration_ns")))
+                put(f"{prefix}.phase.{phase['name']}_ms", ms(phase.get("duration_ns")))
         elif isinstance(value, Mapping):
             if key in _PRIMARY:  # the handshake inside a request span: its facts join
                 _merge(out, value, nested=True)
             elif "tlstiming.kind" in value:  # another span inside (a proxy's handshake)
                 put(f"{key}.span_id", value.get("span.id"))
-                put(f"{key}.duration_ms", _ms(value.get("duration_ns")))
+                put(f"{key}.duration_ms", ms(value.get("duration_ns")))
         elif isinstance(value, list | tuple):
             if all(isinstance(v, _SCALARS) for v in value):
                 put(key, ",".join(str(v) for v in value) if value else None)
         elif key.endswith("_ns") and isinstance(value, int):
-            put(key[:-3] + "_ms", _ms(value))
+            put(ms_key(kind, key), ms(value))
         elif key.startswith("url.") and isinstance(value, str):
             put(key, redact_url(value))
         else:
@@ -140,30 +135,6 @@ def _merge(out: dict[str, Any], data: Mapping[str, Any], nested: bool = False) -
             if key == "server.address" and "server.port" not in data:
                 client = data.get("tls.side") == "client"
                 put("server.port", data.get("network.peer.port") if client else None)
-
-
-def _ms(ns: Any) -> float | None:
-    return None if ns is None else round(ns / 1e6, 3)
-
-
-def redact_url(url: str) -> str:
-    """Drop the userinfo (``user:pass@``), the query and the fragment of a URL.
-
-    Args:
-        url: an absolute URL or anything else (returned without query and
-            fragment).
-
-    Returns:
-        ``scheme://host:port/path``.
-    """
-    for mark in ("?", "#"):
-        url = url.split(mark, 1)[0]
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    authority, slash, path = rest.partition("/")
-    host = authority.rpartition("@")[2]
-    return f"{scheme}{sep}{host}{slash}{path}"
 
 
 def tls_fields(span: SpanLike, keys: Iterable[str] = CONTEXT_KEYS) -> dict[str, Any]:

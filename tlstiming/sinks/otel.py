@@ -37,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
 
 from tlstiming._wire.names import VERSIONS
 from tlstiming.sinks._common import Emitter
-from tlstiming.sinks._flatten import SpanLike, flatten_dict
+from tlstiming.sinks._flatten import SpanLike, flatten_dict, table_of
 
 __all__ = ["OTelSink"]
 
@@ -122,7 +122,7 @@ class OTelSink(Emitter):
         if kind == "tls.handshake":
             self._record(data)
             if self._tracer is not None:
-                self._handshake(data, None)
+                self._handshake(data, None, span)
         elif self._tracer is not None:
             if kind == "http.request":
                 self._request(span, data)
@@ -131,7 +131,10 @@ class OTelSink(Emitter):
 
     # -- traces ---------------------------------------------------------------
 
-    def _handshake(self, data: Mapping[str, Any], parent: otel_context.Context | None) -> None:
+    def _handshake(
+        self, data: Mapping[str, Any], parent: otel_context.Context | None, span: object
+    ) -> None:
+        """Export a handshake: ``data`` is ``span.to_dict()`` (``span`` may be ``None``)."""
         assert self._tracer is not None
         start = int(data["start_time_unix_nano"])
         host = data.get("server.address")
@@ -143,7 +146,7 @@ class OTelSink(Emitter):
             name,
             context=parent,
             kind=SpanKind.INTERNAL,
-            attributes=_attributes(data),
+            attributes=_attributes(data, span),
             start_time=start,
         )
         for message in data.get("tlstiming.messages") or ():
@@ -162,19 +165,19 @@ class OTelSink(Emitter):
         assert self._tracer is not None
         start = int(data["start_time_unix_nano"])
         phases = {p["name"]: p for p in data.get("tlstiming.phases") or ()}
-        handshake = _nested_handshake(span, data)
+        handshake, handshake_span = _nested_handshake(span, data)
         setup = _find(phases, _SETUP)
         own = {k: v for k, v in data.items() if not _is_span_dict(v)}
         method = data.get("http.request.method")
         links: list[Link] = []
         setup_span = None
         if setup and not self._nest:
-            setup_span = self._setup(data, phases, handshake, start, None)
+            setup_span = self._setup(data, phases, (handshake, handshake_span), start, None)
             links.append(Link(setup_span.get_span_context()))
         request = self._tracer.start_span(
             str(method) if method else "HTTP",
             kind=SpanKind.CLIENT,
-            attributes=_attributes(own),
+            attributes=_attributes(own, span, nested_spans=False),
             start_time=start,
             links=links,
         )
@@ -183,18 +186,19 @@ class OTelSink(Emitter):
         if wait:
             self._child(f"HTTP wait_for_connection {_hostport(data)}", wait[0], start, inside)
         if setup and self._nest:
-            self._setup(data, phases, handshake, start, inside)
+            self._setup(data, phases, (handshake, handshake_span), start, inside)
         _finish(request, data, start + int(data["duration_ns"]))
 
     def _setup(
         self,
         data: Mapping[str, Any],
         phases: Mapping[str, Mapping[str, Any]],
-        handshake: Mapping[str, Any] | None,
+        nested: tuple[Mapping[str, Any] | None, object],
         start: int,
         parent: otel_context.Context | None,
     ) -> trace.Span:
         assert self._tracer is not None
+        handshake, handshake_span = nested
         found = _find(phases, _SETUP)
         begin = start + min(int(p["start_ns"]) for p in found)
         end = start + max(int(p["start_ns"]) + int(p["duration_ns"]) for p in found)
@@ -222,11 +226,11 @@ class OTelSink(Emitter):
         ):
             for phase in _find(phases, names):
                 if names == ("proxy_tls",) and _is_span_dict(proxy):
-                    self._handshake(proxy, inside)
+                    self._handshake(proxy, inside, None)
                 else:
                     self._child(name, phase, start, inside)
         if handshake is not None:
-            self._handshake(handshake, inside)
+            self._handshake(handshake, inside, handshake_span)
         else:
             for phase in _find(phases, _TLS):
                 self._child(f"TLS client handshake {host}", phase, start, inside)
@@ -257,7 +261,7 @@ class OTelSink(Emitter):
         otel_span = self._tracer.start_span(
             str(data.get("tlstiming.kind") or "tlstiming.span"),
             kind=SpanKind.INTERNAL,
-            attributes=_attributes(data),
+            attributes=_attributes(data, None),
             start_time=start,
         )
         _finish(otel_span, data, start + int(data["duration_ns"]))
@@ -293,8 +297,12 @@ def _metric_attributes(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _attributes(data: Mapping[str, Any]) -> dict[str, Any]:
-    flat = flatten_dict(data)
+def _attributes(
+    data: Mapping[str, Any], span: object, *, nested_spans: bool = True
+) -> dict[str, Any]:
+    """The flat fields as attributes: from ``span``'s table when it has one, else from ``data``."""
+    table = table_of(span)
+    flat = flatten_dict(data) if table is None else table.flat(span, nested_spans=nested_spans)
     out = {k: v for k, v in flat.items() if k not in _NOT_ATTRIBUTES}
     if "span.id" in flat:
         out["tlstiming.span_id"] = flat["span.id"]
@@ -311,14 +319,21 @@ def _is_span_dict(value: Any) -> TypeGuard[Mapping[str, Any]]:
     return isinstance(value, Mapping) and "tlstiming.kind" in value
 
 
-def _nested_handshake(span: SpanLike, data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def _nested_handshake(
+    span: SpanLike, data: Mapping[str, Any]
+) -> tuple[Mapping[str, Any] | None, object]:
+    """The handshake that opened the request's connection: its dict, and its span if exact.
+
+    The span comes back only when the dict is its ``to_dict()`` (a request
+    span of our own, or a span-like that left the handshake out of its dict).
+    """
     nested = data.get("tlstiming.handshake")
-    if _is_span_dict(nested):
-        return dict(nested)
     attached = getattr(span, "handshake", None)
+    if _is_span_dict(nested):
+        return dict(nested), (attached if table_of(span) is not None else None)
     if attached is not None and getattr(attached, "kind", None) == "tls.handshake":
-        return dict(attached.to_dict())
-    return None
+        return dict(attached.to_dict()), attached
+    return None, None
 
 
 def _find(phases: Mapping[str, Mapping[str, Any]], names: Sequence[str]) -> list[Mapping[str, Any]]:
