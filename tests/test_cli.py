@@ -47,8 +47,9 @@ def test_probe_times_a_real_server(capsys: pytest.CaptureFixture[str]) -> None:
                 "--json",
             ]
         )
-    assert status == 0
-    span = json.loads(capsys.readouterr().out)
+    document = json.loads(capsys.readouterr().out)
+    assert status == document["exit_code"] == 0
+    span = document["runs"][0]["handshake"]
     assert span["outcome"] == "ok"
     assert span["tls.sni"] == "localhost"
     assert span["tls.alpn.offered"] == ["h2", "http/1.1"]
@@ -57,12 +58,13 @@ def test_probe_times_a_real_server(capsys: pytest.CaptureFixture[str]) -> None:
 def test_probe_reports_a_failure(capsys: pytest.CaptureFixture[str]) -> None:
     with _demo.demo_pki() as pki, _demo.LoopbackServer(pki.server_context()) as server:
         status = main(["probe", f"localhost:{server.port}", "--tls-max", "1.2"])
-    assert status == 1
+    assert status == 3
     out = capsys.readouterr().out
-    assert out.startswith("handshake failed: SSLCertVerificationError")
+    assert "failed (tls): handshake failed: SSLCertVerificationError" in out
     assert "TLS 1.2" in out and "phase=certificate" in out
+    assert "tls.certificate_untrusted" in out
 
 
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
-    assert "demo" in capsys.readouterr().out
+    assert "demo" in capsys.readouterr().err

@@ -1,29 +1,33 @@
-"""The ``tlstiming`` command: ``demo`` against embedded servers, ``probe`` a real host."""
+"""The ``tlstiming`` command: ``probe`` a server, ``bench`` it, or run the ``demo``.
+
+Exit statuses of ``probe``: 0 no finding at warning or above, 1 findings at
+warning or above, 2 usage error, 3 the connection or handshake failed, 4 an
+``--slo`` was missed (docs/cli.md). A bad argument gives one line on stderr,
+never a traceback; with ``--json`` stdout holds exactly one JSON document.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import socket
-import ssl
 import sys
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Sequence
+from typing import Any, NoReturn, TextIO
 
-from tlstiming._recording.context import TimedSSLContext, create_default_context
-from tlstiming._recording.validate import positive
-from tlstiming.cli import demo as _demo
-from tlstiming.recorder import SpanRecorder
-from tlstiming.spans.escape import escape
-from tlstiming.spans.handshake import HandshakeSpan
-from tlstiming.spans.render import waterfall
+from tlstiming.cli import options as opts
+from tlstiming.cli.options import UsageError
 
 __all__ = ["main"]
 
-_Tweak = Callable[[ssl.SSLContext], None]
+_INTERNAL = 70  # EX_SOFTWARE
 
 
-def main(argv: list[str] | None = None) -> int:
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line.
 
     Args:
@@ -32,127 +36,227 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The process exit status.
     """
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        return _demo_command(args.json, sys.stdout)
-    if args.command == "probe":
-        return _probe_command(args, sys.stdout)
-    parser.print_help()
-    return 2
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in args_list
+    try:
+        try:
+            args = _parser().parse_args(args_list)
+        except SystemExit as done:  # --help, --version: argparse printed them
+            return done.code if isinstance(done.code, int) else 0
+        if args.command == "probe":
+            return _probe(args, sys.stdout)
+        if args.command == "demo":
+            from tlstiming.cli import demo  # noqa: PLC0415
+
+            return demo.run(as_json=args.json, out=sys.stdout)
+        if args.command == "bench":
+            from tlstiming.cli import bench  # noqa: PLC0415
+
+            return bench.run(args, sys.stdout)
+        _parser().print_help(sys.stderr)
+        return 2
+    except UsageError as exc:
+        return _fail(f"tlstiming: error: {exc}", 2, as_json, "usage")
+    except KeyboardInterrupt:
+        return _fail("tlstiming: interrupted", 130, as_json, "interrupted")
+    except Exception as exc:  # the CLI never shows a traceback; this is a bug to report
+        return _fail(
+            f"tlstiming: internal error: {type(exc).__name__}: {exc}",
+            _INTERNAL,
+            as_json,
+            "internal",
+        )
+
+
+def _fail(line: str, code: int, as_json: bool, kind: str) -> int:
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line)
+    sys.stderr.write(shown + "\n")
+    if as_json:
+        sys.stdout.write(
+            json.dumps({"error": {"kind": kind, "message": line}, "exit_code": code}) + "\n"
+        )
+    return code
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tlstiming", description=__doc__)
-    commands = parser.add_subparsers(dest="command")
-    demo = commands.add_parser("demo", help="handshakes of different kinds against local servers")
-    demo.add_argument("--json", action="store_true", help="print one JSON object per span")
-    probe = commands.add_parser("probe", help="time one handshake with HOST[:PORT]")
-    probe.add_argument("target", help="HOST or HOST:PORT (default port 443)")
-    probe.add_argument("--alpn", default="h2,http/1.1", help="comma-separated ALPN offer")
-    probe.add_argument("--cafile", help="trust this CA bundle instead of the system store")
-    probe.add_argument("--servername", help="SNI and hostname to verify (default: HOST)")
-    probe.add_argument("--tls-max", choices=["1.2", "1.3"], help="cap the protocol version")
-    probe.add_argument(
-        "--timeout", type=_seconds, default=10.0, help="seconds per socket operation (default 10)"
+    parser = _Parser(prog="tlstiming", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+    demo = commands.add_parser(
+        "demo", help="probe embedded local servers, each with one real problem"
     )
-    probe.add_argument("--json", action="store_true", help="print the span as JSON")
+    demo.add_argument("--json", action="store_true", help="one JSON document")
+    probe = commands.add_parser(
+        "probe", help="time a handshake (and a request) and name what is wrong"
+    )
+    _target_options(probe)
+    probe.add_argument(
+        "--count",
+        type=_checked(opts.parse_count),
+        default=1,
+        help="probes in a row, each resuming the previous session (default 1)",
+    )
+    probe.add_argument(
+        "--slo",
+        type=_checked(opts.parse_slo),
+        default={},
+        help="PHASE=MS,...: exit 4 when a phase (or total) takes longer",
+    )
+    bench = commands.add_parser(
+        "bench", help="many handshakes: percentiles, findings, a heatmap, reports"
+    )
+    _target_options(bench)
+    bench.add_argument(
+        "-n",
+        "--requests",
+        type=_checked(opts.parse_count),
+        default=100,
+        help="how many probes (default 100)",
+    )
+    bench.add_argument(
+        "-c",
+        "--concurrency",
+        type=_checked(lambda t: opts.parse_count(t, "-c", 256)),
+        default=1,
+        help="how many at a time (default 1)",
+    )
+    bench.add_argument(
+        "--resume", action="store_true", help="resume sessions (each worker reuses its last one)"
+    )
+    bench.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    bench.add_argument(
+        "--svg", metavar="FILE", help="write the charts as SVG (needs tlstiming[plot])"
+    )
+    bench.add_argument(
+        "--png", metavar="FILE", help="write the charts as PNG (needs tlstiming[plot])"
+    )
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
-def _seconds(text: str) -> float:
-    """``--timeout``: a finite number of seconds > 0 (an argparse type)."""
-    try:
-        return positive("the timeout", float(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _show(span: HandshakeSpan | None, as_json: bool, out: TextIO) -> None:
-    if span is None:
-        out.write("(no span recorded)\n")
-    elif as_json:
-        out.write(json.dumps(span.to_dict()) + "\n")
-    else:
-        out.write(waterfall(span) + "\n\n")
-
-
-def _error_text(exc: BaseException) -> str:
-    """``Type: message``, escaped: the message can quote the peer (names, verifier reasons)."""
-    return escape(f"{type(exc).__name__}: {exc}")
-
-
-def _connect(
-    context: ssl.SSLContext, port: int, hostname: str, session: ssl.SSLSession | None = None
-) -> ssl.SSLSession | None:
-    """Handshake, read the greeting (and with it any TLS 1.3 ticket), return the session."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname=hostname, session=session) as conn:
-            conn.recv(16)
-            return conn.session
-
-
-def _demo_command(as_json: bool, out: TextIO) -> int:
-    def cap_tls12(ctx: ssl.SSLContext) -> None:
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-
-    def only_p384(ctx: ssl.SSLContext) -> None:
-        ctx.set_ecdh_curve("secp384r1")
-
-    def only_http11(ctx: ssl.SSLContext) -> None:
-        ctx.set_alpn_protocols(["http/1.1"])
-
-    scenarios: list[tuple[str, _Tweak | None, str, bool]] = [
-        ("TLS 1.3, full handshake", None, "localhost", False),
-        ("TLS 1.3, resumed with the ticket of the one above", None, "localhost", True),
-        ("TLS 1.2: a second round trip", cap_tls12, "localhost", False),
-        ("HelloRetryRequest: the server wants secp384r1", only_p384, "localhost", False),
-        ("ALPN: h2 offered, the server falls back to http/1.1", only_http11, "localhost", False),
-        ("Failing: certificate not valid for the name asked", None, "wrong.example", False),
-    ]
-    recorder = SpanRecorder()
-    with _demo.demo_pki() as pki:
-        client = create_default_context(cafile=pki.ca_file)
-        client.set_alpn_protocols(["h2", "http/1.1"])
-        client.add_sink(recorder)
-        session: ssl.SSLSession | None = None
-        shared = pki.server_context()  # one context, so its session tickets stay valid
-        for title, tweak, hostname, resume in scenarios:
-            server_context = shared if tweak is None else pki.server_context()
-            if tweak is not None:
-                tweak(server_context)
-            if not as_json:
-                out.write(f"== {title}\n")
-            with _demo.LoopbackServer(server_context) as server:
-                try:
-                    session = _connect(client, server.port, hostname, session if resume else None)
-                except (OSError, ssl.SSLError) as exc:
-                    if not as_json:
-                        out.write(f"   caller got: {_error_text(exc)}\n")
-            _show(recorder.spans[-1] if recorder.spans else None, as_json, out)
-    return 0
-
-
-def _probe_command(args: argparse.Namespace, out: TextIO) -> int:
-    host, _, port_text = (
-        args.target.rpartition(":") if ":" in args.target else (args.target, "", "")
+def _target_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target",
+        type=_checked(opts.parse_target),
+        help="https://HOST[:PORT]/PATH, HOST[:PORT], [IPv6]:PORT",
     )
-    port = int(port_text) if port_text else 443
-    context: TimedSSLContext = create_default_context(cafile=args.cafile)
-    if args.tls_max == "1.2":
-        context.maximum_version = ssl.TLSVersion.TLSv1_2
-    if args.alpn:
-        context.set_alpn_protocols(args.alpn.split(","))
-    recorder = SpanRecorder(maxlen=1)
-    context.add_sink(recorder)
-    status = 0
-    try:
-        with socket.create_connection((host, port), timeout=args.timeout) as raw:
-            with context.wrap_socket(raw, server_hostname=args.servername or host):
-                pass
-    except (OSError, ssl.SSLError) as exc:
-        out.write(f"handshake failed: {_error_text(exc)}\n")
-        status = 1
-    spans = recorder.spans
-    _show(spans[-1] if spans else None, args.json, out)
-    return status
+    parser.add_argument(
+        "--cafile",
+        type=_checked(lambda p: opts.readable_file(p, "--cafile")),
+        help="trust this CA bundle instead of the system store",
+    )
+    parser.add_argument(
+        "--cert",
+        type=_checked(lambda p: opts.readable_file(p, "--cert")),
+        help="client certificate (PEM; may hold the key too)",
+    )
+    parser.add_argument(
+        "--key",
+        type=_checked(lambda p: opts.readable_file(p, "--key")),
+        help="the client certificate's key (PEM)",
+    )
+    parser.add_argument(
+        "--servername",
+        type=_checked(lambda n: opts.check_hostname(n, "--servername")),
+        help="SNI and name to verify (default: the host)",
+    )
+    parser.add_argument(
+        "--alpn",
+        type=_checked(opts.parse_alpn),
+        default=("h2", "http/1.1"),
+        help="comma-separated ALPN offer, or none (default h2,http/1.1)",
+    )
+    parser.add_argument(
+        "--tls-min",
+        type=_checked(lambda v: opts.parse_version(v, "--tls-min")),
+        help="lowest version offered: 1.0-1.3",
+    )
+    parser.add_argument(
+        "--tls-max",
+        type=_checked(lambda v: opts.parse_version(v, "--tls-max")),
+        help="highest version offered: 1.0-1.3",
+    )
+    parser.add_argument(
+        "--resolve",
+        type=_checked(opts.parse_resolve),
+        action="append",
+        default=[],
+        metavar="HOST:PORT:ADDRESS",
+        help="use ADDRESS for HOST:PORT instead of DNS (repeatable)",
+    )
+    parser.add_argument(
+        "--ocsp", action="store_true", help="check revocation over OCSP, with a hard timeout"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_checked(opts.parse_seconds),
+        default=10.0,
+        help="seconds for each probe, DNS to first byte (default 10)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def _checked(parse: Any) -> Any:
+    """An argparse type from a parser raising UsageError (argparse then names the option)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def probe_options(args: argparse.Namespace) -> Any:
+    """ProbeOptions from parsed arguments (shared by probe and bench)."""
+    from tlstiming.cli.probe import ProbeOptions  # noqa: PLC0415
+
+    if args.key and not args.cert:
+        raise UsageError("--key needs --cert")
+    return ProbeOptions(
+        target=args.target,
+        servername=args.servername,
+        alpn=tuple(args.alpn),
+        cafile=args.cafile,
+        cert=args.cert,
+        key=args.key,
+        tls_min=args.tls_min,
+        tls_max=args.tls_max,
+        resolve={(h, p): a for h, p, a in args.resolve},
+        ocsp=args.ocsp,
+        timeout=args.timeout,
+    )
+
+
+def _probe(args: argparse.Namespace, out: TextIO) -> int:
+    from tlstiming.cli.probe import build_context, probe_once  # noqa: PLC0415
+    from tlstiming.cli.report import EXIT_CODES, probe_json, probe_text, slo_misses  # noqa: PLC0415
+    from tlstiming.diagnosis import diagnose, severity_rank  # noqa: PLC0415
+    from tlstiming.recorder import SpanRecorder  # noqa: PLC0415
+
+    options = probe_options(args)
+    recorder = SpanRecorder(maxlen=max(args.count, 1) + 1)
+    context = build_context(options, recorder)
+    runs = []
+    session = None
+    for _ in range(args.count):
+        run = probe_once(options, context, recorder, session)
+        runs.append(run)
+        session = run.session or session
+    findings = diagnose([run.request for run in runs])
+    misses = slo_misses(runs, args.slo)
+    if any(run.failure for run in runs):
+        code = EXIT_CODES["failed"]
+    elif misses:
+        code = EXIT_CODES["slo"]
+    elif any(severity_rank(f.severity) >= 1 for f in findings):
+        code = EXIT_CODES["findings"]
+    else:
+        code = EXIT_CODES["ok"]
+    target = options.target.shown
+    if args.json:
+        out.write(json.dumps(probe_json(target, runs, findings, misses, code)) + "\n")
+    else:
+        probe_text(target, runs, findings, misses, out)
+    return code

@@ -74,7 +74,9 @@ def _h2_not_selected(span: HandshakeSpan, ctx: Context) -> Hit | None:
     facts = span.facts
     if span.outcome != "ok" or "h2" not in facts.alpn_offered or facts.alpn_selected == "h2":
         return None
-    preferred = facts.alpn_offered[0] == "h2"
+    # A warning when the client preferred h2 and got HTTP/1.1; info when it preferred
+    # http/1.1 itself or the server negotiates no ALPN at all (many non-HTTP services).
+    preferred = facts.alpn_offered[0] == "h2" and facts.alpn_selected is not None
     return Hit(
         {"alpn_offered": facts.alpn_offered, "alpn_selected": facts.alpn_selected or "none"},
         severity="warning" if preferred else "info",
