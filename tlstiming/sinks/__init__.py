@@ -6,11 +6,13 @@ dispatch on ``span.kind`` and read ``span.to_dict()``, so handshake spans and
 request spans go through the same sinks. The OpenTelemetry sink lives in
 :mod:`tlstiming.sinks.otel` (extra ``otel``). See ``docs/logging.md``.
 
-A sink runs on the thread that finished the handshake, right after it: wrap
-the expensive ones in :class:`BackgroundSink`, and put :class:`Sampled`
-outside it so that dropped spans are never queued::
+A sink runs on the thread that finished the handshake, right after it.
+:class:`BackgroundSink` is the one way off that thread: the log sinks'
+``background=True`` (their default) is their work wrapped in one, and one
+worker serves any chain of wrappers. Put :class:`Sampled` in front so that
+dropped spans are never queued::
 
-    ctx.add_sink(Sampled(BackgroundSink(StructlogSink()), rate=0.01, keep_slow_ms=500))
+    ctx.add_sink(Sampled(StructlogSink(), rate=0.01, keep_slow_ms=500))  # one worker
 """
 
 from __future__ import annotations

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from tlstiming._recording.validate import non_negative, optional, wait_seconds
 from tlstiming.sinks._flatten import SpanLike
+from tlstiming.sinks.background import BackgroundSink
 
 __all__ = ["Deadline", "Emitter", "pick_level", "threshold_ns"]
 
@@ -63,38 +65,43 @@ class Deadline:
 
 
 class Emitter:
-    """Base of the sinks: ``emit`` runs on a background worker unless told not to.
+    """Base of the log sinks: a plain callable, wrapped in one BackgroundSink by default.
 
-    Flattening and formatting a span costs hundreds of microseconds, more
-    than the handshake itself on a fast network: by default a sink only
-    queues the span (a :class:`~tlstiming.sinks.BackgroundSink` worker, one
-    per sink, started with it) and the work happens off the handshake.
-    ``background=False`` emits on the handshake's thread instead.
+    A sink's own work is :meth:`emit`, done at once on the calling thread.
+    ``background=True`` (the default of every log sink) makes the sink that
+    ``emit`` wrapped in one :class:`~tlstiming.sinks.BackgroundSink`:
+    calling it queues the span, and the BackgroundSink's worker (started with
+    the first span) emits it; flattening and formatting cost hundreds of
+    microseconds, more than the handshake itself on a fast network. That
+    BackgroundSink is the only queue and thread: called on a sink worker
+    (wrapped in another BackgroundSink, behind :class:`~tlstiming.sinks.Sampled`
+    in one...), the sink emits inline. ``background=False``: ``self(span)`` is
+    ``self.emit(span)``.
     """
 
-    __slots__ = ("_worker",)
+    __slots__ = ("_call",)
 
-    _worker: Any
+    _call: Callable[[SpanLike], None]
 
-    def _start_worker(self, background: bool) -> None:
-        if not background:
-            self._worker = None
-            return
-        from tlstiming.sinks.background import BackgroundSink  # noqa: PLC0415
-
-        self._worker = BackgroundSink(self.emit, name=f"tlstiming-{type(self).__name__}")
+    def _wrap(self, background: bool) -> None:
+        """Call ``emit`` directly, or through one BackgroundSink named after the class."""
+        if background:
+            self._call = BackgroundSink(self.emit, name=f"tlstiming-{type(self).__name__}")
+        else:
+            self._call = self.emit
 
     def emit(self, span: SpanLike) -> None:
         """Emit ``span`` now, on this thread."""
         raise NotImplementedError
 
     def __call__(self, span: SpanLike) -> None:
-        """Emit ``span``: queue it for the worker, or emit it now if there is none."""
-        worker = self._worker
-        if worker is None:
-            self.emit(span)
-        else:
-            worker(span)
+        """Emit ``span``: queued for the worker with ``background=True``, else at once."""
+        self._call(span)
+
+    @property
+    def _worker(self) -> BackgroundSink[SpanLike] | None:
+        call = self._call
+        return call if isinstance(call, BackgroundSink) else None
 
     @property
     def background(self) -> bool:
@@ -104,7 +111,8 @@ class Emitter:
     @property
     def dropped(self) -> int:
         """Spans the worker dropped because its queue was full (0 without a worker)."""
-        return 0 if self._worker is None else int(self._worker.dropped)
+        worker = self._worker
+        return 0 if worker is None else worker.dropped
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every span queued so far has been emitted.
@@ -119,7 +127,8 @@ class Emitter:
             ValueError: ``timeout`` is negative, NaN or infinite.
         """
         timeout = wait_seconds("timeout", timeout)
-        return True if self._worker is None else bool(self._worker.flush(timeout))
+        worker = self._worker
+        return True if worker is None else worker.flush(timeout)
 
     def close(self, timeout: float | None = None) -> bool:
         """Emit what is queued and stop the worker (also done at exit); idempotent.
@@ -134,4 +143,5 @@ class Emitter:
             ValueError: ``timeout`` is negative, NaN or infinite.
         """
         timeout = wait_seconds("timeout", timeout)
-        return True if self._worker is None else bool(self._worker.close(timeout))
+        worker = self._worker
+        return True if worker is None else worker.close(timeout)

@@ -1,4 +1,13 @@
-"""Move a sink's work off the handshake: a bounded queue and one worker thread."""
+"""Move a sink's work off the handshake: a bounded queue and one worker thread.
+
+:class:`BackgroundSink` is the only way off the handshake's thread: the log
+sinks' ``background=True`` is their ``emit`` wrapped in one. However sinks
+are wrapped (``Sampled(BackgroundSink(StructlogSink()))``,
+``BackgroundSink(Sampled(...))``...), one worker serves the chain: its queue
+and thread start with the first span, and a BackgroundSink called on a sink
+worker runs its sink right there instead of queueing again, so an inner one
+never starts its own.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +31,15 @@ _STOP: Final = object()
 _copy_context = contextvars.copy_context
 
 
+class _Worker(threading.local):
+    """Whether this thread is a sink worker (then a BackgroundSink runs its sink inline)."""
+
+    active = False
+
+
+_worker: Final = _Worker()
+
+
 class BackgroundSink(Generic[S]):
     """Hand spans to ``sink`` on a worker thread; the handshake only enqueues.
 
@@ -34,10 +52,15 @@ class BackgroundSink(Generic[S]):
     The queue is bounded: when ``maxsize`` spans are waiting, new ones are
     dropped and counted in :attr:`dropped` (never blocking the handshake).
     An exception from ``sink`` is logged on the ``tlstiming`` logger and
-    counted in :attr:`errors`. The worker is a daemon thread started here;
-    :meth:`close` (also run at interpreter exit) delivers what is queued and
-    joins it. The work still costs CPU (and the GIL) in this process, just not
-    inside the handshake.
+    counted in :attr:`errors`. The queue and its worker, a daemon thread,
+    start with the first span; :meth:`close` (also run at interpreter exit)
+    delivers what is queued and joins it. The work still costs CPU (and the
+    GIL) in this process, just not inside the handshake.
+
+    Called on a sink worker (this one's or another's: wrapped in another
+    BackgroundSink, or a sink whose ``background=True`` is one), it runs
+    ``sink`` at once, inline: one worker serves a chain of wrappers, whatever
+    their order. Flush and close the outermost one.
 
     Args:
         sink: the sink to run in the background.
@@ -56,6 +79,7 @@ class BackgroundSink(Generic[S]):
         "_counts",
         "_lock",
         "_maxsize",
+        "_name",
         "_queue",
         "_sink",
         "_thread",
@@ -72,45 +96,63 @@ class BackgroundSink(Generic[S]):
         self._sink = callable_arg("sink", sink)
         self._maxsize = count("maxsize", maxsize, minimum=1)
         self._copy = copy_context
-        self._queue: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+        self._name = name
+        self._queue: queue.SimpleQueue[tuple[Any, Any]] | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._counts = [0, 0]  # dropped, errors
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-        atexit.register(self.close, 5.0)
 
     def __call__(self, span: S) -> None:
-        """Queue ``span`` for the worker, or drop it if the queue is full or closed."""
-        if self._closed or self._queue.qsize() >= self._maxsize:
+        """Queue ``span`` for the worker (inline on a sink worker); drop it if full or closed."""
+        if _worker.active and not self._closed:
+            self._deliver(span)
+            return
+        q = self._queue if self._queue is not None else self._start()
+        if q is None or self._closed or q.qsize() >= self._maxsize:
             with self._lock:
                 self._counts[0] += 1
             return
-        self._queue.put((_copy_context() if self._copy else None, span))
+        q.put((_copy_context() if self._copy else None, span))
+
+    def _start(self) -> queue.SimpleQueue[tuple[Any, Any]] | None:
+        """Make the queue and start the worker, once; ``None`` once closed."""
+        with self._lock:
+            if self._queue is None and not self._closed:
+                self._queue = queue.SimpleQueue()
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+                atexit.register(self.close, 5.0)
+            return self._queue
 
     def _run(self) -> None:
-        get, sink = self._queue.get, self._sink
+        _worker.active = True
+        assert self._queue is not None
+        get, deliver = self._queue.get, self._deliver
         while True:
             context, item = get()
             if item is _STOP:
                 return
             if isinstance(item, threading.Event):
                 item.set()
-                continue
-            try:
-                if context is None:
-                    sink(item)
-                else:
-                    context.run(sink, item)
-            except Exception:
-                with self._lock:
-                    self._counts[1] += 1
-                _log.warning(
-                    "tlstiming: background sink %r raised; span %s dropped for it",
-                    sink,
-                    getattr(item, "span_id", "?"),
-                    exc_info=True,
-                )
+            elif context is None:
+                deliver(item)
+            else:
+                context.run(deliver, item)
+
+    def _deliver(self, span: S) -> None:
+        """Run the sink on ``span``; report and count an exception."""
+        try:
+            self._sink(span)
+        except Exception:
+            with self._lock:
+                self._counts[1] += 1
+            _log.warning(
+                "tlstiming: background sink %r raised; span %s dropped for it",
+                self._sink,
+                getattr(span, "span_id", "?"),
+                exc_info=True,
+            )
 
     @property
     def dropped(self) -> int:
@@ -125,7 +167,12 @@ class BackgroundSink(Generic[S]):
     @property
     def pending(self) -> int:
         """Spans waiting in the queue (approximate)."""
-        return self._queue.qsize()
+        return 0 if self._queue is None else self._queue.qsize()
+
+    @property
+    def started(self) -> bool:
+        """Whether the queue and its worker exist (they start with the first queued span)."""
+        return self._thread is not None
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every span queued before this call has been handed to the sink.
@@ -142,16 +189,17 @@ class BackgroundSink(Generic[S]):
             ValueError: ``timeout`` is negative, NaN or infinite.
         """
         timeout = wait_seconds("timeout", timeout)
-        if not self._thread.is_alive():
+        thread, q = self._thread, self._queue
+        if thread is None or q is None or not thread.is_alive():
             return True
         done = threading.Event()
         with self._lock:  # a marker queued after close()'s stop would never be seen
             closed = self._closed
             if not closed:
-                self._queue.put((None, done))
+                q.put((None, done))
         if closed:  # everything queued is delivered before the worker stops
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
+            thread.join(timeout)
+            return not thread.is_alive()
         return done.wait(timeout)
 
     def close(self, timeout: float | None = None) -> bool:
@@ -172,12 +220,15 @@ class BackgroundSink(Generic[S]):
         timeout = wait_seconds("timeout", timeout)
         with self._lock:
             first, self._closed = not self._closed, True
-            if first:
-                self._queue.put((None, _STOP))
+            thread, q = self._thread, self._queue
+            if first and q is not None:
+                q.put((None, _STOP))
+        if thread is None:
+            return True
         if first:
             atexit.unregister(self.close)
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        thread.join(timeout)
+        return not thread.is_alive()
 
     def __enter__(self) -> BackgroundSink[S]:
         return self

@@ -38,8 +38,8 @@ class JsonLinesSink(Emitter):
     Args:
         target: a path, or a text stream with ``write()`` (and ``flush()``).
         flush: flush after every line.
-        background: write on a worker thread (the default); ``False``
-            writes on the handshake's thread.
+        background: wrap the sink in one :class:`BackgroundSink` (the
+            default: a worker writes); ``False`` writes on the calling thread.
 
     Raises:
         TypeError: ``target`` is neither a path nor a stream with ``write()``.
@@ -64,7 +64,7 @@ class JsonLinesSink(Emitter):
             raise TypeError(f"target must be a path or a text stream with write(), not {kind}")
         self._flush = flush
         self._lock = threading.Lock()
-        self._start_worker(background)
+        self._wrap(background)
 
     def emit(self, span: SpanLike) -> None:
         """Append ``span`` as one line."""

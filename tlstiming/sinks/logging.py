@@ -41,8 +41,9 @@ class LoggingSink(Emitter):
         slow_level: level of a slow span.
         extra_key: put the fields under this one record attribute (a dict)
             instead of one attribute per field.
-        background: emit on a worker thread (the default: the handshake only
-            queues the span); ``False`` logs on the handshake's thread.
+        background: wrap the sink in one :class:`BackgroundSink` (the
+            default: the handshake only queues the span); ``False`` logs on
+            the calling thread.
 
     Raises:
         TypeError: ``logger`` is neither a logger nor a name; a level is not an int.
@@ -76,7 +77,7 @@ class LoggingSink(Emitter):
         self._slow_ns = threshold_ns("slow_ms", slow_ms)
         self._slow_level = count("slow_level", slow_level)
         self._extra_key = extra_key
-        self._start_worker(background)
+        self._wrap(background)
 
     def emit(self, span: SpanLike) -> None:
         """Log ``span``."""

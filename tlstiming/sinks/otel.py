@@ -78,9 +78,10 @@ class OTelSink(Emitter):
             recorded as ``other``. Traces keep every attribute.
         nest_connection_setup: make a request's ``HTTP connection_setup``
             span a child of the request span instead of a linked root span.
-        background: export on a worker thread (the default; it runs in a
-            copy of the handshake's context, so the current span is still
-            the parent); ``False`` exports on the handshake's thread.
+        background: wrap the sink in one :class:`BackgroundSink` (the
+            default; its worker runs in a copy of the handshake's context, so
+            the current span is still the parent); ``False`` exports on the
+            calling thread.
     """
 
     __slots__ = ("_duration", "_nest", "_phase_duration", "_tracer")
@@ -113,7 +114,7 @@ class OTelSink(Emitter):
                 description="Duration of one phase of a TLS handshake",
             )
         self._nest = nest_connection_setup
-        self._start_worker(background)
+        self._wrap(background)
 
     def emit(self, span: SpanLike) -> None:
         """Export ``span``."""

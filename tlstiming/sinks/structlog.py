@@ -53,6 +53,9 @@ class StructlogSink(Emitter):
         slow_ms: spans at least this long (milliseconds) are logged at
             ``slow_level``.
         slow_level: method name for a slow span.
+        background: wrap the sink in one :class:`BackgroundSink` (the
+            default: the handshake only queues the span); ``False`` logs on
+            the calling thread.
 
     Raises:
         TypeError: ``logger`` has no method for ``level``.
@@ -87,7 +90,7 @@ class StructlogSink(Emitter):
         self._level = level
         self._error_level = error_level
         self._slow_level = slow_level
-        self._start_worker(background)
+        self._wrap(background)
 
     def emit(self, span: SpanLike) -> None:
         """Log ``span``."""
