@@ -1,34 +1,38 @@
-"""A PKI for the verifier tests, built with ``cryptography``: root -> intermediate -> leaf.
+"""The verifier tests' certificates, from :mod:`tlstiming.testing`: root -> intermediate -> leaf.
 
-trustme cannot put AIA (OCSP) or CRL distribution points into certificates,
-so these are built here, with every extension a WebPKI path builder expects
-(SKI/AKI, key usage, extended key usage, SAN). Also: OCSP responses and
+In the words the verifier tests use: an :class:`Authority` is a certificate
+and its key; :func:`issue` makes one with :class:`tlstiming.testing.CA`
+(AIA OCSP and CRL distribution points included). Also: OCSP responses and
 CRLs signed by any authority, for the loopback responders and for staples.
 """
 
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tlstiming._recording.verify import PeerInfo
-from tlstiming.testing.pki import _key_usage as key_usage
+from tlstiming import PeerInfo
+from tlstiming.testing.ca import CA, PrivateKey, Usage
 
-Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+Key = PrivateKey
 Status = Literal["good", "revoked", "unknown"]
 DAY = datetime.timedelta(days=1)
 REVOKED_AT = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+_USAGE: Final[dict[x509.ObjectIdentifier, Usage]] = {
+    ExtendedKeyUsageOID.SERVER_AUTH: "server",
+    ExtendedKeyUsageOID.CLIENT_AUTH: "client",
+    ExtendedKeyUsageOID.OCSP_SIGNING: "ocsp_signing",
+}
 
 
 def now() -> datetime.datetime:
@@ -37,10 +41,15 @@ def now() -> datetime.datetime:
 
 @dataclass(frozen=True)
 class Authority:
-    """A CA (or an OCSP responder): its certificate and private key."""
+    """A certificate and its private key: a CA, a leaf or an OCSP responder.
+
+    ``ca`` is the :class:`tlstiming.testing.CA` behind a CA certificate made
+    by :func:`issue` (``None`` for anything else: it cannot issue).
+    """
 
     cert: x509.Certificate
     key: Key
+    ca: CA | None = field(default=None, compare=False, repr=False)
 
     @property
     def der(self) -> bytes:
@@ -59,13 +68,10 @@ class Authority:
 
 
 def new_key(kind: str = "ec") -> Key:
+    """``ec`` (P-256), or ``rsa-BITS`` (``rsa-1024``: a key too weak to trust)."""
     if kind == "ec":
         return ec.generate_private_key(ec.SECP256R1())
     return rsa.generate_private_key(public_exponent=65537, key_size=int(kind.split("-")[1]))
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
 def issue(
@@ -82,51 +88,32 @@ def issue(
     serial: int | None = None,
 ) -> Authority:
     """Issue a certificate (self-signed when ``issuer`` is ``None``)."""
-    key = key or new_key()
-    start = now() - DAY
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer.cert.subject if issuer else _name(subject))
-        .public_key(key.public_key())
-        .serial_number(serial or x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(not_after or start + 365 * DAY)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(key_usage(ca=ca), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    parent = issuer.ca if issuer is not None else None
+    if issuer is not None and parent is None:
+        raise ValueError(f"{issuer} is not a CA made by issue()")
+    if ca:
+        made = CA(
+            common_name=subject,
+            key=key,
+            parent=parent,
+            ocsp_url=ocsp_url,
+            crl_url=crl_url,
+            not_after=not_after,
+        )
+        return Authority(made.cert, made.private_key, made)
+    if parent is None:
+        raise ValueError("a leaf needs an issuer")
+    leaf = parent.issue_cert(
+        *hostnames,
+        common_name=subject,
+        key=key,
+        usage=[_USAGE[oid] for oid in eku],
+        ocsp_url=ocsp_url,
+        crl_url=crl_url,
+        not_after=not_after,
+        serial=serial,
     )
-    if issuer is not None:
-        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key())
-        builder = builder.add_extension(aki, critical=False)
-    if hostnames:
-        builder = builder.add_extension(_san(hostnames), critical=False)
-    if eku:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
-    if ocsp_url:
-        builder = builder.add_extension(_aia(ocsp_url), critical=False)
-    if crl_url:
-        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
-        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
-    cert = builder.sign(issuer.key if issuer else key, hashes.SHA256())
-    return Authority(cert=cert, key=key)
-
-
-def _san(hostnames: Sequence[str]) -> x509.SubjectAlternativeName:
-    names: list[x509.GeneralName] = []
-    for host in hostnames:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    return x509.SubjectAlternativeName(names)
-
-
-def _aia(url: str) -> x509.AuthorityInformationAccess:
-    where = x509.UniformResourceIdentifier(url)
-    return x509.AuthorityInformationAccess(
-        [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, where)]
-    )
+    return Authority(leaf.cert, leaf.private_key)
 
 
 @dataclass(frozen=True)

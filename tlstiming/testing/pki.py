@@ -1,31 +1,23 @@
-"""A throwaway PKI for local test servers, built with ``cryptography`` (no trustme needed)."""
+"""A throwaway PKI in files for local test servers: root, intermediate, untrusted root."""
 
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import itertools
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Final
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from tlstiming.testing.ca import CA, LeafCert
 
 __all__ = ["Issued", "LocalPKI"]
 
 _DAY = datetime.timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class _Authority:
-    name: x509.Name
-    key: ec.EllipticCurvePrivateKey
-    cert: x509.Certificate
+SERVER_NAMES: Final = ("localhost", "127.0.0.1", "::1")
+"""What a server certificate is valid for by default."""
 
 
 @dataclass(frozen=True)
@@ -41,76 +33,6 @@ class Issued:
     key_file: str
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _san(hostnames: Sequence[str]) -> x509.SubjectAlternativeName:
-    entries: list[x509.GeneralName] = []
-    for host in hostnames:
-        try:
-            entries.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            entries.append(x509.DNSName(host))
-    return x509.SubjectAlternativeName(entries)
-
-
-def _key_usage(*, ca: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=not ca,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=ca,
-        crl_sign=ca,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _sign(
-    subject: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: _Authority | None,
-    *,
-    ca: bool,
-    not_after: datetime.datetime,
-    extra: Sequence[x509.ExtensionType] = (),
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    public = key.public_key()
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.name if issuer else subject)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(min(now - datetime.timedelta(hours=1), not_after - _DAY))
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(_key_usage(ca=ca), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-    )
-    for extension in extra:
-        builder = builder.add_extension(extension, critical=False)
-    if issuer is not None:
-        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key())
-        builder = builder.add_extension(aki, critical=False)
-    return builder.sign(issuer.key if issuer else key, hashes.SHA256())
-
-
-def _authority(common_name: str, issuer: _Authority | None = None) -> _Authority:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = _name(common_name)
-    not_after = datetime.datetime.now(datetime.timezone.utc) + 30 * _DAY
-    return _Authority(name, key, _sign(name, key, issuer, ca=True, not_after=not_after))
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 class LocalPKI:
     """A root CA, an intermediate CA under it, an untrusted root, and a client certificate.
 
@@ -119,22 +41,25 @@ class LocalPKI:
 
     Args:
         directory: an existing directory for the PEM files.
+
+    Attributes:
+        ca: the root :class:`~tlstiming.testing.CA` (issue more from it).
+        intermediate: the intermediate CA that issues server certificates.
+        untrusted_ca: a root that :attr:`ca_file` does not contain.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = os.fspath(directory)
         self._serial = itertools.count(1)
-        self._root = _authority("tlstiming test root CA")
-        self._intermediate = _authority("tlstiming test intermediate CA", self._root)
-        self._stranger = _authority("tlstiming untrusted CA")
-        self.ca_pem: str = _pem(self._root.cert).decode("ascii")
+        self.ca = CA(common_name="tlstiming test root CA")
+        self.intermediate = self.ca.create_child_ca(common_name="tlstiming test intermediate CA")
+        self.untrusted_ca = CA(common_name="tlstiming untrusted CA")
+        self.ca_pem: str = self.ca.cert_pem.bytes().decode("ascii")
         """The root CA certificate clients should trust, as PEM text."""
         self.ca_file: str = self._write("ca.pem", self.ca_pem.encode("ascii"))
         """The path of :attr:`ca_pem` (for ``cafile=``, ``SSL_CERT_FILE``, ``verify=``)."""
-        client = self._issue(
-            ("client.tlstiming.test",), self._root, ExtendedKeyUsageOID.CLIENT_AUTH
-        )
-        self.client_cert: Issued = client
+        client = self.ca.issue_cert("client.tlstiming.test", usage=("client",))
+        self.client_cert: Issued = self._files(client, chain=True)
         """A client certificate issued by the root CA (and its key)."""
 
     @classmethod
@@ -144,15 +69,36 @@ class LocalPKI:
         with tempfile.TemporaryDirectory(prefix="tlstiming-pki-") as directory:
             yield cls(directory)
 
+    def issue_cert(
+        self,
+        hostnames: Sequence[str] = SERVER_NAMES,
+        *,
+        expired: bool = False,
+        not_yet_valid: bool = False,
+        untrusted: bool = False,
+    ) -> LeafCert:
+        """Issue a server certificate, in memory (arguments as for :meth:`issue`)."""
+        issuer = self.untrusted_ca if untrusted else self.intermediate
+        now = datetime.datetime.now(datetime.timezone.utc)
+        not_before, not_after = None, None
+        if expired:
+            not_after = now - _DAY
+        if not_yet_valid:
+            not_before, not_after = now + _DAY, now + 30 * _DAY
+        return issuer.issue_cert(
+            *hostnames, usage=("server",), not_before=not_before, not_after=not_after
+        )
+
     def issue(
         self,
-        hostnames: Sequence[str] = ("localhost", "127.0.0.1", "::1"),
+        hostnames: Sequence[str] = SERVER_NAMES,
         *,
         expired: bool = False,
         untrusted: bool = False,
         chain: bool = True,
+        not_yet_valid: bool = False,
     ) -> Issued:
-        """Issue a server certificate.
+        """Issue a server certificate, as files.
 
         Args:
             hostnames: DNS names and IP addresses it is valid for.
@@ -160,39 +106,19 @@ class LocalPKI:
             untrusted: issue it from a CA that :attr:`ca_file` does not contain.
             chain: put the intermediate CA after it in ``cert_file``; ``False``
                 gives a server that forgets its intermediate.
+            not_yet_valid: make it valid from tomorrow.
         """
-        issuer = self._stranger if untrusted else self._intermediate
-        now = datetime.datetime.now(datetime.timezone.utc)
-        not_after = now - _DAY if expired else now + 30 * _DAY
-        issued = self._issue(hostnames, issuer, ExtendedKeyUsageOID.SERVER_AUTH, not_after)
-        if chain and not untrusted:
-            with open(issued.cert_file, "ab") as f:
-                f.write(_pem(self._intermediate.cert))
-        return issued
+        leaf = self.issue_cert(
+            hostnames, expired=expired, not_yet_valid=not_yet_valid, untrusted=untrusted
+        )
+        return self._files(leaf, chain=chain)
 
-    def _issue(
-        self,
-        hostnames: Sequence[str],
-        issuer: _Authority,
-        usage: x509.ObjectIdentifier,
-        not_after: datetime.datetime | None = None,
-    ) -> Issued:
-        key = ec.generate_private_key(ec.SECP256R1())
-        if not_after is None:
-            not_after = datetime.datetime.now(datetime.timezone.utc) + 30 * _DAY
-        extensions = [x509.ExtendedKeyUsage([usage]), _san(hostnames)]
-        leaf = _sign(
-            _name(hostnames[0]), key, issuer, ca=False, not_after=not_after, extra=extensions
-        )
+    def _files(self, leaf: LeafCert, *, chain: bool) -> Issued:
         n = next(self._serial)
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        pems = leaf.cert_chain_pems if chain else leaf.cert_chain_pems[:1]
         return Issued(
-            cert_file=self._write(f"cert{n}.pem", _pem(leaf)),
-            key_file=self._write(f"key{n}.pem", key_pem),
+            cert_file=self._write(f"cert{n}.pem", b"".join(pem.bytes() for pem in pems)),
+            key_file=self._write(f"key{n}.pem", leaf.private_key_pem.bytes()),
         )
 
     def _write(self, name: str, data: bytes) -> str:
