@@ -280,3 +280,37 @@ def test_knob_validation(pki: LocalPKI) -> None:
         LocalTLSServer(pki=pki, client_cert="sometimes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="respond"):
         LocalTLSServer(pki=pki, respond="h2")  # type: ignore[arg-type]
+
+
+def test_misbehaviours_without_tls(pki: LocalPKI) -> None:
+    with LocalTLSServer(pki=pki, respond="not_tls") as server:
+        with socket.create_connection(server.address, timeout=30) as raw:
+            raw.sendall(b"\x16\x03\x01\x00\x00")
+            assert raw.recv(1024).startswith(b"HTTP/1.1 400 Bad Request")
+    with LocalTLSServer(pki=pki, respond="reset") as server:
+        with socket.create_connection(server.address, timeout=30) as raw:
+            raw.sendall(b"\x16\x03\x01\x00\x00")
+            with pytest.raises(ConnectionResetError):
+                raw.recv(1024)
+        assert server.next_result().error is None
+
+
+def test_on_handshake_errors_are_recorded(pki: LocalPKI) -> None:
+    def fail(tls: ssl.SSLSocket) -> None:
+        raise AssertionError(f"saw {tls.version()}")
+
+    with LocalTLSServer(pki=pki, on_handshake=fail) as server:
+        with socket.create_connection(server.address, timeout=30) as raw:
+            with server.client_context().wrap_socket(raw, server_hostname="localhost") as tls:
+                assert tls.recv(1) == b""  # the server winds down, no answer
+        result = server.next_result()
+    assert isinstance(result.error, AssertionError)
+    assert server.errors == ("AssertionError: saw TLSv1.3",)
+
+
+def test_a_context_of_your_own_refuses_certificate_knobs(pki: LocalPKI) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with pytest.raises(ValueError, match="context of your own"):
+        LocalTLSServer(context=context, tls_max="1.2")
+    with pytest.raises(ValueError, match="context of your own"):
+        LocalTLSServer(context=context, certificate="expired")

@@ -1,4 +1,4 @@
-"""Test helpers: capture spans, assert budgets, run a local TLS server.
+"""Test helpers: capture spans, assert budgets, a test PKI, a local TLS server.
 
 Importable without pytest (the pytest plugin, :mod:`tlstiming.pytest_plugin`,
 is a thin layer over this module). Everything here is public; see
@@ -21,21 +21,30 @@ from tlstiming.diagnosis.budget import (
     host_of,
     percentile,
 )
-from tlstiming.testing.pki import LocalPKI
+from tlstiming.testing._answers import ServerResult
+from tlstiming.testing._context import server_context
+from tlstiming.testing.ca import CA, Blob, LeafCert
+from tlstiming.testing.pki import Issued, LocalPKI
 from tlstiming.testing.server import LocalTLSServer
 
 __all__ = [
+    "CA",
     "OCSP_PHASES",
     "OCSP_STALL_MS",
+    "Blob",
     "Budget",
     "BudgetError",
+    "Issued",
+    "LeafCert",
     "LocalPKI",
     "LocalTLSServer",
+    "ServerResult",
     "SpanCapture",
     "SpanList",
     "assert_budget",
     "host_of",
     "percentile",
+    "server_context",
 ]
 
 HANDSHAKE = "tls.handshake"

@@ -2,47 +2,38 @@
 
 from __future__ import annotations
 
-import contextlib
-import selectors
+import queue
 import socket
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from typing import Final, Literal
+from typing import Final, Literal, get_args
+
+from typing_extensions import Self
 
 from tlstiming._recording.context import TimedSSLContext, create_default_context
-from tlstiming._wire import messages as _wire
-from tlstiming.errors import ParseError
-from tlstiming.testing.pki import LocalPKI
+from tlstiming.testing import _answers
+from tlstiming.testing._accept import GUARD, Acceptor
+from tlstiming.testing._answers import ServerResult, peer_of
+from tlstiming.testing._context import ClientCert, Version, server_context
+from tlstiming.testing.ca import LeafCert
+from tlstiming.testing.pki import SERVER_NAMES, LocalPKI
 
 __all__ = ["LocalTLSServer"]
 
-GUARD: Final = 30.0
-"""Seconds a connection may sit idle before the server gives up on it."""
+_GREETING: Final = b"hello from tlstiming's local TLS server\n"
 
-_VERSIONS: Final = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
-_ALERT_NO_APPLICATION_PROTOCOL: Final = bytes([21, 3, 3, 0, 2, 2, 120])
-_OK: Final = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
-
-Certificate = Literal["valid", "expired", "wrong_host", "untrusted"]
-ClientCert = Literal["required", "optional"]
-Respond = Literal["http", "echo"]
-
-
-def _version(value: str | ssl.TLSVersion) -> ssl.TLSVersion:
-    if isinstance(value, ssl.TLSVersion):
-        return value
-    if value not in _VERSIONS:
-        raise ValueError(f"TLS version must be one of {sorted(_VERSIONS)}, not {value!r}")
-    return _VERSIONS[value]
+Certificate = Literal["valid", "expired", "not_yet_valid", "wrong_host", "untrusted"]
+Respond = Literal["http", "echo", "greet", "silent", "not_tls", "reset"]
 
 
 class LocalTLSServer:
     """A stdlib TLS server on loopback, one thread per connection. A context manager.
 
     Each connection is answered as a minimal HTTP/1.1 server (``200 ok`` to
-    every request, keep-alive) or, with ``respond="echo"``, by echoing bytes.
+    every request, keep-alive), or as ``respond`` says. The outcome of each
+    connection lands in :attr:`results`; nothing is raised from its thread.
 
     Args:
         pki: where certificates come from (default: a temporary one of its own).
@@ -55,15 +46,27 @@ class LocalTLSServer:
             stdlib server would silently select nothing.
         client_cert: ``"required"`` or ``"optional"``: ask for a client
             certificate issued by the PKI's root CA.
-        certificate: ``"valid"``, ``"expired"``, ``"wrong_host"`` (valid for
-            ``wrong-host.invalid`` only) or ``"untrusted"`` (unknown issuer).
+        certificate: ``"valid"``, ``"expired"``, ``"not_yet_valid"``,
+            ``"wrong_host"`` (valid for ``wrong-host.invalid`` only) or
+            ``"untrusted"`` (unknown issuer).
         send_intermediate: ``False`` leaves the intermediate CA out of the chain.
         delay: seconds to wait after each ClientHello, before the server's
             flight (in the ``sni_callback``, so the ServerHello is really late).
         group: the only key-exchange group the server accepts (``set_ecdh_curve``).
         hello_retry: shorthand for ``group="secp384r1"``: a client that sends
             only an X25519 key share (OpenSSL's default) gets a HelloRetryRequest.
-        respond: ``"http"`` or ``"echo"``.
+        respond: after the handshake, ``"http"``, ``"echo"`` (write back what
+            arrives) or ``"greet"`` (write ``greeting``, read until EOF); or,
+            with no TLS at all, ``"silent"`` (never answer), ``"not_tls"``
+            (answer the ClientHello with an HTTP 400) or ``"reset"`` (reset
+            the connection once the ClientHello is in).
+        context: a server context of your own, instead of the certificate and
+            TLS knobs above (``delay`` still applies: it sets ``sni_callback``).
+        greeting: what ``respond="greet"`` writes.
+        hold: each connection waits for this event before its handshake
+            (:meth:`close` sets it).
+        on_handshake: called with the server's ``SSLSocket`` after each
+            handshake, on the connection's thread (what it raises is recorded).
     """
 
     def __init__(
@@ -71,8 +74,8 @@ class LocalTLSServer:
         *,
         pki: LocalPKI | None = None,
         host: str = "127.0.0.1",
-        tls_min: str | ssl.TLSVersion | None = None,
-        tls_max: str | ssl.TLSVersion | None = None,
+        tls_min: Version | None = None,
+        tls_max: Version | None = None,
         alpn: Sequence[str] | None = None,
         alpn_strict: bool = False,
         client_cert: ClientCert | None = None,
@@ -82,82 +85,77 @@ class LocalTLSServer:
         group: str | None = None,
         hello_retry: bool = False,
         respond: Respond = "http",
+        context: ssl.SSLContext | None = None,
+        greeting: bytes = _GREETING,
+        hold: threading.Event | None = None,
+        on_handshake: Callable[[ssl.SSLSocket], None] | None = None,
     ) -> None:
         if alpn_strict and not alpn:
             raise ValueError("alpn_strict needs an alpn list")
         if delay < 0:
             raise ValueError("delay must not be negative")
-        if respond not in ("http", "echo"):
-            raise ValueError(f"respond must be 'http' or 'echo', not {respond!r}")
+        if respond not in {*_answers.BEFORE_TLS, *_answers.AFTER_HANDSHAKE}:
+            raise ValueError(f"respond must be one of {get_args(Respond)}, not {respond!r}")
+        own = (tls_min, tls_max, alpn, client_cert, group)
+        if context is not None and (
+            any(k is not None for k in own)
+            or (certificate, send_intermediate, hello_retry) != ("valid", True, False)
+        ):
+            raise ValueError("with a context of your own, set TLS and certificates on it")
         self._exit = ExitStack()
-        self.pki = pki if pki is not None else self._exit.enter_context(LocalPKI.temporary())
+        self._pki = pki
         self._alpn = tuple(alpn) if alpn_strict and alpn else None
         self._delay = delay
-        self._respond = respond
-        self.context = self._server_context(
-            tls_min, tls_max, alpn, client_cert, certificate, send_intermediate, group, hello_retry
-        )
+        self._respond, self._greeting = respond, greeting
+        self._hold, self._on_handshake = hold, on_handshake
+        if context is None:
+            context = server_context(
+                self._certificate(certificate),
+                tls_min=tls_min,
+                tls_max=tls_max,
+                alpn=alpn,
+                client_ca=self.pki.ca if client_cert is not None else None,
+                client_cert=client_cert or "required",
+                group=group or ("secp384r1" if hello_retry else None),
+                send_intermediate=send_intermediate,
+            )
+        self.context = context
         """The server's ``ssl.SSLContext``; adjust it before :meth:`start` if a knob is missing."""
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._listener = socket.socket(family, socket.SOCK_STREAM)
-        self._listener.bind((host, 0))
-        self._listener.listen(128)
-        self._listener.setblocking(False)
-        self.address: tuple[str, int] = self._listener.getsockname()[:2]
-        """``(host, port)`` the server listens on."""
-        self._stop = threading.Event()
-        self._wake_r, self._wake_w = socket.socketpair()
+        if delay:
+            self.context.sni_callback = self._late
+        self.results: queue.Queue[ServerResult] = queue.Queue()
+        """A :class:`ServerResult` per connection, in the order they ended."""
         self._lock = threading.Lock()
-        self._live: set[socket.socket] = set()
-        self._workers: set[threading.Thread] = set()
-        self._acceptor = threading.Thread(target=self._accept_loop, name="tlstiming-server")
-        self._accepted = 0
         self._handshakes = 0
         self._errors: list[str] = []
-
-    def _server_context(
-        self,
-        tls_min: str | ssl.TLSVersion | None,
-        tls_max: str | ssl.TLSVersion | None,
-        alpn: Sequence[str] | None,
-        client_cert: ClientCert | None,
-        certificate: Certificate,
-        send_intermediate: bool,
-        group: str | None,
-        hello_retry: bool,
-    ) -> ssl.SSLContext:
-        names = ["localhost", "127.0.0.1", "::1"]
-        if certificate == "wrong_host":
-            names = ["wrong-host.invalid"]
-        issued = self.pki.issue(
-            names,
-            expired=certificate == "expired",
-            untrusted=certificate == "untrusted",
-            chain=send_intermediate,
-        )
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(issued.cert_file, issued.key_file)
-        if tls_min is not None:
-            context.minimum_version = _version(tls_min)
-        if tls_max is not None:
-            context.maximum_version = _version(tls_max)
-        if alpn:
-            context.set_alpn_protocols(list(alpn))
-        if client_cert is not None:
-            if client_cert not in ("required", "optional"):
-                raise ValueError(f"client_cert must be 'required' or 'optional': {client_cert!r}")
-            context.verify_mode = (
-                ssl.CERT_REQUIRED if client_cert == "required" else ssl.CERT_OPTIONAL
+        try:
+            self._acceptor = Acceptor(
+                host, self._converse, self.results.put, name="tlstiming-server"
             )
-            context.load_verify_locations(cafile=self.pki.ca_file)
-        if group is not None or hello_retry:
-            context.set_ecdh_curve(group or "secp384r1")
-        if self._delay:
-            context.sni_callback = self._late
-        return context
+        except BaseException:
+            self._exit.close()
+            raise
+        self.address: tuple[str, int] = self._acceptor.address
+        """``(host, port)`` the server listens on."""
+
+    @property
+    def pki(self) -> LocalPKI:
+        """Where the certificates come from (made on first use if not given)."""
+        if self._pki is None:
+            self._pki = self._exit.enter_context(LocalPKI.temporary())
+        return self._pki
 
     def _late(self, _conn: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
-        self._stop.wait(self._delay)  # close() cuts it short
+        self._acceptor.closing.wait(self._delay)  # close() cuts it short
+
+    def _certificate(self, certificate: Certificate) -> LeafCert:
+        names = ("wrong-host.invalid",) if certificate == "wrong_host" else SERVER_NAMES
+        return self.pki.issue_cert(
+            names,
+            expired=certificate == "expired",
+            not_yet_valid=certificate == "not_yet_valid",
+            untrusted=certificate == "untrusted",
+        )
 
     # -- what clients need ---------------------------------------------------------
 
@@ -219,7 +217,7 @@ class LocalTLSServer:
     @property
     def accepted(self) -> int:
         """TCP connections accepted so far."""
-        return self._accepted
+        return self._acceptor.accepted
 
     @property
     def handshakes(self) -> int:
@@ -232,166 +230,75 @@ class LocalTLSServer:
         with self._lock:
             return tuple(self._errors)
 
+    def next_result(self, timeout: float = GUARD) -> ServerResult:
+        """The next connection's :class:`ServerResult`, in the order they ended.
+
+        Raises:
+            queue.Empty: none within ``timeout`` seconds.
+        """
+        return self.results.get(timeout=timeout)
+
     # -- lifecycle -----------------------------------------------------------------
 
-    def start(self) -> LocalTLSServer:
+    def start(self) -> Self:
         """Start accepting connections; returns the server."""
         self._acceptor.start()
         return self
 
-    def __enter__(self) -> LocalTLSServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
-        """Stop accepting, cut every connection, join every thread; idempotent."""
-        self._stop.set()
-        if self._acceptor.is_alive():
-            self._wake_w.send(b"x")
-            self._acceptor.join(GUARD)
-        with self._lock:
-            for sock in self._live:
-                with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            workers = list(self._workers)
-        for worker in workers:
-            worker.join(GUARD)
-        self._listener.close()
-        self._wake_r.close()
-        self._wake_w.close()
-        self._exit.close()
+        """Stop accepting, cut every connection, join every thread; idempotent.
+
+        Raises:
+            RuntimeError: a connection's thread did not stop within 30 seconds.
+        """
+        if self._hold is not None:
+            self._hold.set()
+        try:
+            self._acceptor.close()
+        finally:
+            self._exit.close()
 
     def __repr__(self) -> str:
         return f"<LocalTLSServer {self.url} accepted={self.accepted}>"
 
-    # -- threads -------------------------------------------------------------------
+    # -- a connection's thread -------------------------------------------------------
 
-    def _accept_loop(self) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._listener, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while not self._stop.is_set():
-                for key, _ in selector.select():
-                    if key.fileobj is self._listener:
-                        self._accept()
-
-    def _accept(self) -> None:
+    def _converse(self, raw: socket.socket) -> ServerResult:
+        peer = peer_of(raw)
         try:
-            raw, _ = self._listener.accept()
-        except OSError:  # e.g. the client gave up already
-            return
-        raw.setblocking(True)
-        raw.settimeout(GUARD)
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        thread = threading.Thread(target=self._serve, args=(raw,), name="tlstiming-server-conn")
-        with self._lock:
-            self._accepted += 1
-            self._live.add(raw)
-            self._workers.add(thread)
-        thread.start()
-
-    def _serve(self, raw: socket.socket) -> None:
-        sock = raw
-        try:
-            if self._alpn is not None and _alpn_mismatch(raw, self._alpn):
-                _refuse(raw)
-                return
-            sock = self._wrap(raw)
-            sock.do_handshake()
-            with self._lock:
-                self._handshakes += 1
-            (_echo if self._respond == "echo" else _http)(sock)
-        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            return self._answer(raw, peer)
+        except Exception as exc:  # recorded for the test, never raised in a thread
             with self._lock:
                 self._errors.append(f"{type(exc).__name__}: {exc}")
-            if not self._stop.is_set():
-                _wind_down(sock)
-        finally:
-            with self._lock:
-                self._live.discard(sock)
-                self._workers.discard(threading.current_thread())
-            sock.close()
+            if not self._acceptor.closing.is_set():
+                _answers.wind_down(self._acceptor.current())
+            return ServerResult(peer=peer, error=exc)
 
-    def _wrap(self, raw: socket.socket) -> ssl.SSLSocket:
-        # Under the lock: close() must never see the moment the SSLSocket has taken
-        # the descriptor from ``raw`` but is not in ``_live`` yet (it could not cut it).
+    def _answer(self, raw: socket.socket, peer: tuple[str, int]) -> ServerResult:
+        before = _answers.BEFORE_TLS.get(self._respond)
+        if before is not None:
+            before(raw, self._acceptor.closing)
+            return ServerResult(peer=peer)
+        if self._hold is not None:
+            self._hold.wait()  # set by the test, or by close()
+        if self._alpn is not None and _answers.alpn_mismatch(raw, self._alpn):
+            _answers.refuse(raw)
+            return ServerResult(peer=peer)
+        tls = self._acceptor.wrap(raw, self.context)
+        tls.do_handshake()
         with self._lock:
-            if self._stop.is_set():
-                raise ConnectionAbortedError("the server is closing")
-            tls = self.context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-            self._live.discard(raw)
-            self._live.add(tls)
-        return tls
-
-
-def _wind_down(sock: socket.socket) -> None:
-    """Close gracefully after a failure: unread input would turn close() into a reset,
-    and a reset can destroy the alert the client has not read yet."""
-    with contextlib.suppress(OSError):
-        socket.socket.shutdown(sock, socket.SHUT_WR)
-        while socket.socket.recv(sock, 65536):
-            pass
-
-
-def _peek(sock: socket.socket, size: int) -> bytes:
-    """Up to ``size`` waiting bytes, left in the socket (fewer: the caller gives up)."""
-    return sock.recv(size, socket.MSG_PEEK | getattr(socket, "MSG_WAITALL", 0))
-
-
-def _alpn_mismatch(sock: socket.socket, supported: Sequence[str]) -> bool:
-    """Whether the waiting ClientHello offers ALPN, but none of ``supported``."""
-    header = _peek(sock, 5)
-    if len(header) < 5 or header[0] != 22:
-        return False
-    record = _peek(sock, 5 + int.from_bytes(header[3:5], "big"))
-    try:
-        msg_type, body = _wire.split_handshake(record[5:])
-        offered = _wire.parse_client_hello(body).alpn if msg_type == 1 else ()
-    except ParseError:  # split over records, or not a ClientHello: let OpenSSL decide
-        return False
-    return bool(offered) and not set(offered) & set(supported)
-
-
-def _refuse(sock: socket.socket) -> None:
-    """Read the ClientHello, answer a fatal no_application_protocol alert, close."""
-    header = sock.recv(5, socket.MSG_PEEK)
-    _read(sock, 5 + int.from_bytes(header[3:5], "big"))
-    sock.sendall(_ALERT_NO_APPLICATION_PROTOCOL)
-    sock.shutdown(socket.SHUT_WR)
-    while sock.recv(65536):
-        pass
-
-
-def _read(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size and (chunk := sock.recv(size - len(data))):
-        data += chunk
-    return bytes(data)
-
-
-def _echo(sock: socket.socket) -> None:
-    while chunk := sock.recv(65536):
-        sock.sendall(chunk)
-
-
-def _http(sock: socket.socket) -> None:
-    """Answer ``200 ok`` to each HTTP/1.1 request until EOF or ``Connection: close``."""
-    buffer = b""
-    while True:
-        while b"\r\n\r\n" not in buffer:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            buffer += chunk
-        head, _, buffer = buffer.partition(b"\r\n\r\n")
-        lines = head.lower().split(b"\r\n")
-        length = next((int(h[15:]) for h in lines if h.startswith(b"content-length:")), 0)
-        if len(buffer) < length:
-            buffer += _read(sock, length - len(buffer))
-        buffer = buffer[length:]
-        close = b"connection: close" in lines
-        sock.sendall(_OK + (b"Connection: close\r\n" if close else b"") + b"\r\nok\n")
-        if close:
-            return
+            self._handshakes += 1
+        if self._on_handshake is not None:
+            self._on_handshake(tls)
+        version, alpn = tls.version(), tls.selected_alpn_protocol()
+        client_cert = tls.getpeercert(binary_form=True) is not None
+        received = _answers.AFTER_HANDSHAKE[self._respond](tls, self._greeting)
+        return ServerResult(
+            peer=peer, version=version, alpn=alpn, client_cert=client_cert, received=received
+        )
