@@ -1,4 +1,4 @@
-"""Fixtures for the adapter tests: one trustme PKI, loopback servers, client contexts."""
+"""Fixtures for the adapter tests: one test PKI, loopback servers, client contexts."""
 
 from __future__ import annotations
 

@@ -2,12 +2,12 @@
 
 Two kinds:
 
-- :class:`LoopbackServer`: a stdlib ``ssl`` server in a thread on
-  ``127.0.0.1:0`` (or ``::1``). Each accepted connection gets its own thread
-  that handshakes, writes :data:`GREETING`, reads until EOF and closes (or
-  misbehaves on purpose, see :data:`Mode`). Every outcome is put on
-  :attr:`LoopbackServer.results`; nothing is ever raised from a server thread.
-  :meth:`LoopbackServer.close` unblocks and joins every thread.
+- :class:`LoopbackServer`: :class:`tlstiming.testing.LocalTLSServer` serving
+  a context of the test's own, named as the tests use it. Each accepted
+  connection gets its own thread that handshakes, writes :data:`GREETING`,
+  reads until EOF and closes (or misbehaves on purpose, see :data:`Mode`).
+  Every outcome is put on ``results``; nothing is ever raised from a server
+  thread. ``close()`` unblocks and joins every thread.
 - :class:`OpenSSLServer`: ``openssl s_server -rev`` as a subprocess, a foreign
   TLS implementation. ``-rev`` answers each line the client sends with the
   line reversed.
@@ -18,34 +18,27 @@ generous guard timeout that only matters if a test hangs.
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import dataclasses
 import datetime
 import itertools
 import json
 import os
 import queue
 import re
-import selectors
 import shutil
 import socket
 import ssl
-import struct
 import subprocess
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
-import trustme
-
 from tlstiming import HandshakeSpan
-from tlstiming.testing import LocalTLSServer
+from tlstiming.testing import CA, LeafCert, LocalTLSServer
+from tlstiming.testing import server_context as _server_context
 
 GREETING: Final = b"hello from the loopback server\n"
-HTTP_400: Final = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 GUARD: Final = 60.0
 """Seconds any blocking wait may take before a test is considered hung."""
 
@@ -62,80 +55,47 @@ Mode = Literal["tls", "echo", "silent", "not_tls", "reset"]
 OPENSSL: Final = shutil.which("openssl")
 
 
-# -- contexts ------------------------------------------------------------------
-
-
 def server_context(
-    cert: trustme.LeafCert,
+    cert: LeafCert,
     *,
-    factory: Callable[[int], ssl.SSLContext] = ssl.SSLContext,
+    factory: type[ssl.SSLContext] = ssl.SSLContext,
     minimum_version: ssl.TLSVersion | None = None,
     maximum_version: ssl.TLSVersion | None = None,
     alpn: Sequence[str] | None = None,
-    client_ca: trustme.CA | None = None,
+    client_ca: CA | None = None,
     ecdh_curve: str | None = None,
     send_intermediates: bool = True,
 ) -> ssl.SSLContext:
-    """Build a server context for ``cert``.
+    """:func:`tlstiming.testing.server_context`, in the tests' words.
 
-    Args:
-        cert: the server certificate (its chain is sent unless told otherwise).
-        factory: the context class, e.g. ``TimedSSLContext`` for server spans.
-        minimum_version: lowest TLS version accepted.
-        maximum_version: highest TLS version accepted.
-        alpn: the server's ALPN protocols.
-        client_ca: require a client certificate issued by this CA.
-        ecdh_curve: the only key exchange group (``secp384r1`` forces a
-            HelloRetryRequest from a client that offers an x25519 key share).
-        send_intermediates: ``False`` sends the leaf alone (a broken chain).
+    ``factory`` is the context class (``TimedSSLContext`` for server spans);
+    ``client_ca`` requires a client certificate it issued; ``ecdh_curve``
+    is the only key exchange group (``secp384r1`` forces a HelloRetryRequest
+    from a client that offers an x25519 key share).
     """
-    context = factory(ssl.PROTOCOL_TLS_SERVER)
-    if send_intermediates:
-        cert.configure_cert(context)
-    else:
-        with cert.private_key_pem.tempfile() as key, cert.cert_chain_pems[0].tempfile() as leaf:
-            context.load_cert_chain(leaf, key)
-    if minimum_version is not None:
-        context.minimum_version = minimum_version
-    if maximum_version is not None:
-        context.maximum_version = maximum_version
-    if alpn is not None:
-        context.set_alpn_protocols(list(alpn))
-    if client_ca is not None:
-        context.verify_mode = ssl.CERT_REQUIRED
-        client_ca.configure_trust(context)
-    if ecdh_curve is not None:
-        context.set_ecdh_curve(ecdh_curve)
-    return context
+    return _server_context(
+        cert,
+        context_class=factory,
+        tls_min=minimum_version,
+        tls_max=maximum_version,
+        alpn=alpn,
+        client_ca=client_ca,
+        group=ecdh_curve,
+        send_intermediate=send_intermediates,
+    )
 
 
-# -- the stdlib server -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerResult:
-    """What happened to one accepted connection on the server."""
-
-    peer: tuple[str, int]
-    error: BaseException | None
-    version: str | None = None
-    alpn: str | None = None
-    client_cert: bool = False
-    received: bytes = b""
-
-
-class LoopbackServer:
-    """A threaded stdlib TLS server on loopback; use as a context manager.
+class LoopbackServer(LocalTLSServer):
+    """A :class:`~tlstiming.testing.LocalTLSServer` serving ``context``; a context manager.
 
     Args:
         context: the server context (unused by ``silent``/``not_tls``/``reset``).
         mode: what to do with each connection (see :data:`Mode`).
         host: ``127.0.0.1`` or ``::1``.
         hold: if given, each connection waits for this event before its handshake
-            (:meth:`close` sets it).
+            (``close()`` sets it).
         on_handshake: called with the server's ``SSLSocket`` after each
             successful handshake (on the connection's thread; errors recorded).
-        keep_results: how many :class:`ServerResult` to keep (``None``: all).
     """
 
     def __init__(
@@ -146,182 +106,17 @@ class LoopbackServer:
         host: str = "127.0.0.1",
         hold: threading.Event | None = None,
         on_handshake: Callable[[ssl.SSLSocket], None] | None = None,
-        keep_results: int | None = None,
     ) -> None:
         if context is None and mode in ("tls", "echo"):
             raise ValueError(f"mode {mode!r} needs a server context")
-        self.context = context
-        self.mode: Mode = mode
-        self.hold = hold
-        self.on_handshake = on_handshake
-        self.results: queue.Queue[ServerResult] = queue.Queue()
-        self._keep = keep_results
-        self._kept: collections.deque[ServerResult] = collections.deque(maxlen=keep_results)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._listener = socket.socket(family, socket.SOCK_STREAM)
-        self._listener.bind((host, 0))
-        self._listener.listen(1024)
-        self._listener.setblocking(False)
-        self.address: tuple[str, int] = self._listener.getsockname()[:2]
-        self._stop = threading.Event()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._lock = threading.Lock()
-        self._live: set[socket.socket] = set()
-        self._workers: set[threading.Thread] = set()
-        self._acceptor = threading.Thread(target=self._accept_loop, name="loopback-accept")
-
-    @property
-    def host(self) -> str:
-        return self.address[0]
-
-    @property
-    def port(self) -> int:
-        return self.address[1]
-
-    def __enter__(self) -> LoopbackServer:
-        self._acceptor.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def next_result(self) -> ServerResult:
-        """The next connection's outcome, in completion order."""
-        return self.results.get(timeout=GUARD)
-
-    def close(self) -> None:
-        """Stop accepting, unblock every connection, join every thread."""
-        self._stop.set()
-        if self.hold is not None:
-            self.hold.set()
-        if self._acceptor.is_alive():
-            self._wake_w.send(b"x")
-            self._acceptor.join(GUARD)
-        with self._lock:
-            for sock in self._live:
-                with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            workers = list(self._workers)
-        for worker in workers:
-            worker.join(GUARD)
-        self._listener.close()
-        self._wake_r.close()
-        self._wake_w.close()
-        if self._acceptor.is_alive() or any(w.is_alive() for w in workers):
-            raise RuntimeError("loopback server threads did not stop")
-
-    # -- threads ---------------------------------------------------------------
-
-    def _accept_loop(self) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._listener, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while not self._stop.is_set():
-                for key, _ in selector.select():
-                    if key.fileobj is self._listener:
-                        self._accept()
-
-    def _accept(self) -> None:
-        try:
-            raw, _ = self._listener.accept()
-        except BlockingIOError:
-            return
-        raw.setblocking(True)
-        raw.settimeout(GUARD)
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no delayed-ACK stalls
-        thread = threading.Thread(target=self._serve, args=(raw,), name="loopback-conn")
-        with self._lock:
-            if self._stop.is_set():
-                raw.close()
-                return
-            self._live.add(raw)
-            self._workers.add(thread)
-        thread.start()
-
-    def _serve(self, raw: socket.socket) -> None:
-        try:
-            peer = raw.getpeername()[:2]
-        except OSError:  # the client already left
-            peer = ("", 0)
-        result = ServerResult(peer=peer, error=None)
-        try:
-            result = self._handle(raw, peer)
-        except BaseException as exc:  # recorded for the test, never raised in a thread
-            result = ServerResult(peer=peer, error=exc)
-        finally:
-            with self._lock:
-                self._live.discard(raw)
-                self._workers.discard(threading.current_thread())
-            raw.close()
-        self._record(result)
-
-    def _record(self, result: ServerResult) -> None:
-        if self._keep is None:
-            self.results.put(result)
-        else:
-            self._kept.append(result)
-
-    def _handle(self, raw: socket.socket, peer: tuple[str, int]) -> ServerResult:
-        if self.mode == "silent":
-            self._stop.wait()
-            return ServerResult(peer=peer, error=None)
-        if self.mode == "not_tls":
-            raw.recv(65536)
-            raw.sendall(HTTP_400)
-            _drain(raw)
-            return ServerResult(peer=peer, error=None)
-        if self.mode == "reset":
-            raw.recv(65536)
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            return ServerResult(peer=peer, error=None)
-        if self.hold is not None:
-            self.hold.wait()  # set by the test, or by close()
-        assert self.context is not None
-        return self._handshake(raw, peer, self.context)
-
-    def _handshake(
-        self, raw: socket.socket, peer: tuple[str, int], context: ssl.SSLContext
-    ) -> ServerResult:
-        tls = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-        with self._lock:  # the SSLSocket owns the descriptor now
-            self._live.discard(raw)
-            self._live.add(tls)
-        try:
-            tls.do_handshake()
-            if self.on_handshake is not None:
-                self.on_handshake(tls)
-            result = ServerResult(
-                peer=peer,
-                error=None,
-                version=tls.version(),
-                alpn=tls.selected_alpn_protocol(),
-                client_cert=tls.getpeercert(binary_form=True) is not None,
-            )
-            if self.mode == "echo":
-                _echo(tls)
-                return result
-            tls.sendall(GREETING)
-            received = _drain(tls)
-            return dataclasses.replace(result, received=received)
-        finally:
-            with self._lock:
-                self._live.discard(tls)
-            tls.close()
-
-
-def _drain(sock: socket.socket) -> bytes:
-    data = bytearray()
-    while chunk := sock.recv(65536):
-        data += chunk
-    return bytes(data)
-
-
-def _echo(sock: socket.socket) -> None:
-    while chunk := sock.recv(65536):
-        sock.sendall(chunk)
-
-
-# -- tlstiming.testing.LocalTLSServer -------------------------------------------------
+        super().__init__(
+            context=context,
+            respond="greet" if mode == "tls" else mode,
+            greeting=GREETING,
+            host=host,
+            hold=hold,
+            on_handshake=on_handshake,
+        )
 
 
 def delays_entered(server: LocalTLSServer) -> threading.Semaphore:
@@ -364,11 +159,11 @@ class OpenSSLServer:
     def __init__(
         self,
         directory: Path,
-        cert: trustme.LeafCert,
+        cert: LeafCert,
         args: Sequence[str] = (),
         *,
         send_intermediates: bool = True,
-        client_ca: trustme.CA | None = None,
+        client_ca: CA | None = None,
     ) -> None:
         if OPENSSL is None:
             raise RuntimeError("the openssl command-line tool is not installed")
@@ -477,16 +272,6 @@ def read_exactly(sock: socket.socket, size: int) -> bytes:
     return bytes(data)
 
 
-@contextlib.contextmanager
-def closing_all(*socks: socket.socket) -> Iterator[None]:
-    """Close every socket on exit."""
-    try:
-        yield
-    finally:
-        for sock in socks:
-            sock.close()
-
-
 def qualified_name(exc: BaseException) -> str:
     """``module.QualName`` of an exception's class, without ``builtins.``."""
     cls = type(exc)
@@ -512,7 +297,7 @@ def error_signature(exc: BaseException) -> tuple[Any, ...]:
 
 @dataclass(frozen=True)
 class PKI:
-    """Every certificate the adapter tests use, from one trustme CA.
+    """Every certificate the adapter tests use, from one :class:`tlstiming.testing.CA`.
 
     Attributes:
         ca: the CA clients trust.
@@ -526,24 +311,24 @@ class PKI:
         client: a client certificate issued by ``ca``.
     """
 
-    ca: trustme.CA
-    other_ca: trustme.CA
-    leaf: trustme.LeafCert
-    chained: trustme.LeafCert
-    expired: trustme.LeafCert
-    wildcard: trustme.LeafCert
-    wildcard_chained: trustme.LeafCert
-    untrusted: trustme.LeafCert
-    client: trustme.LeafCert
+    ca: CA
+    other_ca: CA
+    leaf: LeafCert
+    chained: LeafCert
+    expired: LeafCert
+    wildcard: LeafCert
+    wildcard_chained: LeafCert
+    untrusted: LeafCert
+    client: LeafCert
 
     @property
     def ca_pem(self) -> str:
-        return str(self.ca.cert_pem.bytes().decode("ascii"))
+        return self.ca.cert_pem.bytes().decode("ascii")
 
 
 def make_pki() -> PKI:
     """Issue every certificate of :class:`PKI`."""
-    ca, other = trustme.CA(), trustme.CA()
+    ca, other = CA(), CA()
     now = datetime.datetime.now(datetime.timezone.utc)
     return PKI(
         ca=ca,
@@ -558,7 +343,7 @@ def make_pki() -> PKI:
         wildcard=ca.issue_cert("*.example.test"),
         wildcard_chained=ca.create_child_ca().issue_cert("*.example.test"),
         untrusted=other.issue_cert("localhost"),
-        client=ca.issue_cert("client.example.test"),
+        client=ca.issue_cert("client.example.test", usage=("client",)),
     )
 
 

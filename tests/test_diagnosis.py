@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 from conftest import OpenSSLFactory, ServeFactory
 from servers import PKI, connect, server_context
 
 import tlstiming
 from tlstiming import HandshakeSpan, SpanRecorder, TimedSSLContext
 from tlstiming.diagnosis import RULES, THRESHOLDS, Finding, diagnose, severity_rank, worst
+from tlstiming.testing import CA
 
 pytestmark = pytest.mark.usefixtures("implementation")
 
@@ -83,8 +83,8 @@ def test_a_resumed_handshake_and_its_collection_give_no_warning(
 
 
 def test_an_rsa_leaf_gives_no_warning(serve: ServeFactory, recorder: SpanRecorder) -> None:
-    ca = trustme.CA(key_type=trustme.KeyType.RSA)
-    leaf = ca.issue_cert("localhost", key_type=trustme.KeyType.RSA)
+    ca = CA(key_type="rsa")
+    leaf = ca.issue_cert("localhost", key_type="rsa")
     context = tlstiming.create_default_context(cadata=ca.cert_pem.bytes().decode())
     context.add_sink(recorder)
     span = _one_span(context, serve(server_context(leaf)).address, recorder)
@@ -172,7 +172,7 @@ def test_an_unknown_ca_is_untrusted_not_incomplete(
     serve: ServeFactory, pki: PKI, recorder: SpanRecorder
 ) -> None:
     chained = pki.other_ca.create_child_ca().issue_cert("localhost")  # full chain, unknown root
-    for cert in (chained, trustme.CA().issue_cert("localhost")):
+    for cert in (chained, CA().issue_cert("localhost")):
         span = _one_span(_client(pki, recorder), serve(server_context(cert)).address, recorder)
         ids = _ids(diagnose(span))
         if cert is chained:
@@ -185,7 +185,7 @@ def test_an_unknown_ca_is_untrusted_not_incomplete(
 def test_a_self_signed_server_is_untrusted(
     serve: ServeFactory, pki: PKI, recorder: SpanRecorder, tmp_path: Path
 ) -> None:
-    ca = trustme.CA()  # a CA certificate served as the server's own: self-signed
+    ca = CA()  # a CA certificate served as the server's own: self-signed
     both = tmp_path / "self.pem"
     both.write_bytes(ca.private_key_pem.bytes() + ca.cert_pem.bytes())
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -206,7 +206,7 @@ def test_expiring_certificate_severity_follows_days_left(
 ) -> None:
     import datetime
 
-    ca = trustme.CA()
+    ca = CA()
     now = datetime.datetime.now(datetime.timezone.utc)
     severities = []
     for days in (5, 20, 90):
@@ -250,9 +250,9 @@ def test_chain_sends_root(
 
 
 def test_large_certificate_flight(serve: ServeFactory, recorder: SpanRecorder) -> None:
-    ca = trustme.CA(key_type=trustme.KeyType.RSA)
+    ca = CA(key_type="rsa")
     names = [f"host{i}.example.test" for i in range(1000)]
-    leaf = ca.issue_cert("localhost", *names, key_type=trustme.KeyType.RSA)
+    leaf = ca.issue_cert("localhost", *names, key_type="rsa")
     context = tlstiming.create_default_context(cadata=ca.cert_pem.bytes().decode())
     context.add_sink(recorder)
     span = _one_span(context, serve(server_context(leaf)).address, recorder)

@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import trustme
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509 import ocsp
+
+from tlstiming.testing import CA, LeafCert
+from tlstiming.testing.ca import KeyType
 
 HERE = Path(__file__).resolve().parent
 Row = list[Any]  # [direction, content_type, msg_type, hex data]
@@ -58,21 +58,21 @@ class Recorder:
 
 @dataclass
 class Pair:
-    """A server and a client context sharing one trustme CA."""
+    """A server and a client context sharing one test CA."""
 
     server: ssl.SSLContext
     client: ssl.SSLContext
-    ca: trustme.CA = field(repr=False)
+    ca: CA = field(repr=False)
 
 
 def make_pair(
     *,
     max_version: ssl.TLSVersion | None = None,
     chain: bool = False,
-    key_type: trustme.KeyType = trustme.KeyType.ECDSA,
+    key_type: KeyType = "ec",
 ) -> Pair:
     """Contexts for ``localhost``; ``chain`` issues the leaf from an intermediate CA."""
-    ca = trustme.CA(key_type=key_type)
+    ca = CA(key_type=key_type)
     issuer = ca.create_child_ca(key_type=key_type) if chain else ca
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     issuer.issue_cert("localhost", key_type=key_type).configure_cert(server)
@@ -248,7 +248,7 @@ def _tls12() -> list[Capture]:
     pair = make_pair(max_version=ssl.TLSVersion.TLSv1_2)
     full = run(pair, side="client", connections=2)
     server_pair = make_pair(max_version=ssl.TLSVersion.TLSv1_2)
-    rsa = make_pair(max_version=ssl.TLSVersion.TLSv1_2, key_type=trustme.KeyType.RSA)
+    rsa = make_pair(max_version=ssl.TLSVersion.TLSv1_2, key_type="rsa")
     return [
         Capture("tls12_full", "TLS 1.2 ECDHE full handshake", "client", full[0], _COMMON_12),
         Capture(
@@ -326,7 +326,7 @@ def _client_certificates() -> list[Capture]:
 def _failures_and_chains() -> list[Capture]:
     wrong_ca = make_pair()
     wrong_ca.client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    trustme.CA().configure_trust(wrong_ca.client)
+    CA().configure_trust(wrong_ca.client)
     missing = make_pair()
     require_client_cert(missing, send=False)
     return [
@@ -409,11 +409,8 @@ def parse_s_client_msg(text: str) -> list[Row]:
     return rows
 
 
-def _ocsp_response(ca: trustme.CA, leaf: trustme.LeafCert) -> bytes:
-    issuer = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
-    key: Any = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
-    signer: CertificateIssuerPrivateKeyTypes = key
-    cert = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
+def _ocsp_response(ca: CA, leaf: LeafCert) -> bytes:
+    issuer, cert = ca.cert, leaf.cert
     now = datetime.datetime.now(datetime.timezone.utc)
     builder = ocsp.OCSPResponseBuilder().add_response(
         cert=cert,
@@ -426,11 +423,11 @@ def _ocsp_response(ca: trustme.CA, leaf: trustme.LeafCert) -> bytes:
         revocation_reason=None,
     )
     response = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, issuer)
-    return response.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    return response.sign(ca.private_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
 def _openssl_stapled(version: str, tmp: Path) -> list[Row]:
-    ca = trustme.CA()
+    ca = CA()
     leaf = ca.issue_cert("localhost")
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
     leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "server.pem"))

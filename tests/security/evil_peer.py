@@ -12,15 +12,14 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from typing import Final
 
-import trustme
 from cryptography import x509
 
 import tlstiming
 from tlstiming import HandshakeSpan, PeerInfo, SpanRecorder, VerificationFailed
+from tlstiming.testing import CA, LocalTLSServer
 
 EVIL_HOST: Final = "evil.example\nINFO FORGED ENTRY\r\x1b[2J\x7f\\x41"
 EVIL_ALPN: Final = "\x1b[2J\nINFO FORGED ALPN\x07"
@@ -44,19 +43,14 @@ def evil_server() -> Iterator[tuple[int, str, SpanRecorder]]:
         The port, the PEM of the CA that issued the certificate, and the
         server context's sink.
     """
-    ca = trustme.CA()
+    ca = CA()
     server = tlstiming.TimedSSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert("localhost", common_name=EVIL_CN).configure_cert(server)
     server.set_alpn_protocols([EVIL_ALPN])
     spans = SpanRecorder()
     server.add_sink(spans)
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        thread = threading.Thread(target=_serve_one, args=(server, listener))
-        thread.start()
-        try:
-            yield listener.getsockname()[1], ca.cert_pem.bytes().decode("ascii"), spans
-        finally:
-            thread.join(10)
+    with LocalTLSServer(context=server, respond="echo") as local:
+        yield local.port, ca.cert_pem.bytes().decode("ascii"), spans
 
 
 def evil_handshake() -> tuple[HandshakeSpan, HandshakeSpan]:
@@ -77,12 +71,3 @@ def evil_handshake() -> tuple[HandshakeSpan, HandshakeSpan]:
     assert server_span.facts.sni == EVIL_HOST
     assert server_span.facts.alpn_selected == EVIL_ALPN
     return client_span, server_span
-
-
-def _serve_one(context: ssl.SSLContext, listener: socket.socket) -> None:
-    listener.settimeout(10)
-    raw, _ = listener.accept()
-    raw.settimeout(10)
-    with raw, contextlib.suppress(OSError):
-        with context.wrap_socket(raw, server_side=True) as conn:
-            conn.recv(1)

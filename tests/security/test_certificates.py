@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-import trustme
 from conftest import ServeFactory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,6 +25,7 @@ from tlstiming import HandshakeSpan, SpanRecorder, TimedSSLContext
 from tlstiming._analysis.certs import CertificateInfo, certificate_info
 from tlstiming._analysis.timeline import ENTER, EXIT, RawEvent
 from tlstiming.spans.build import build_span
+from tlstiming.testing import CA
 
 Fields = list[bytes]
 
@@ -102,7 +102,7 @@ def _der(pem: bytes) -> bytes:
 
 
 def _real_certificates() -> tuple[bytes, ...]:
-    ec_ca, rsa_ca = trustme.CA(), trustme.CA(key_type=trustme.KeyType.RSA)
+    ec_ca, rsa_ca = CA(), CA(key_type="rsa")
     chained = ec_ca.create_child_ca().issue_cert("chained.example.test")
     leaves = (ec_ca.issue_cert("localhost", "127.0.0.1"), rsa_ca.issue_cert("rsa.example.test"))
     pems = [pem.bytes() for cert in (*leaves, chained) for pem in cert.cert_chain_pems]
