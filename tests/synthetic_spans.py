@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tlstiming import HandshakeSpan
-from tlstiming._analysis.timeline import ENTER, EXIT, HRR_RANDOM, RawEvent
+from tlstiming._analysis.timeline import RawEvent
 from tlstiming._recording import delivery as _delivery
+from tlstiming._wire.names import ENTER, EXIT, HELLO_RETRY_RANDOM
 from tlstiming.spans.build import build_span
 
 MS = 1_000_000
 _SH13 = b"\x02\x00\x00\x30\x03\x03" + bytes(32) + b"\x00\x2b\x00\x02\x03\x04"
-_HRR = b"\x02\x00\x00\x30\x03\x03" + HRR_RANDOM + b"\x00\x2b\x00\x02\x03\x04"
+_HRR = b"\x02\x00\x00\x30\x03\x03" + HELLO_RETRY_RANDOM + b"\x00\x2b\x00\x02\x03\x04"
 
 
 def _hs(t: int, direction: str, msg_type: int, data: bytes = b"") -> RawEvent:

@@ -533,10 +533,8 @@ def test_without_the_private_seam_it_is_a_plain_context(
 ) -> None:
     """A CPython without ``_msg_callback``: connections work, spans hold only the total."""
     from tlstiming._recording import context
-    from tlstiming._recording import conn as _conn
 
     monkeypatch.setattr(context, "_C_MSG_CALLBACK", None)
-    monkeypatch.setattr(_conn, "_C_MSG_CALLBACK", None)
     ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
     recorder = tlstiming.SpanRecorder()
     ctx.add_sink(recorder)

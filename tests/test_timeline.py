@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tlstiming._analysis.timeline import ENTER, EXIT, HRR_RANDOM, SNI_END, SNI_START, RawEvent, tile
+from tlstiming._analysis.timeline import RawEvent, tile
+from tlstiming._wire.names import ENTER, EXIT, HELLO_RETRY_RANDOM, SNI_END, SNI_START
 
 _SH13 = b"\x02\x00\x00\x30\x03\x03" + bytes(32) + b"\x00\x2b\x00\x02\x03\x04"
-_HRR = b"\x02\x00\x00\x30\x03\x03" + HRR_RANDOM + b"\x00\x2b\x00\x02\x03\x04"
+_HRR = b"\x02\x00\x00\x30\x03\x03" + HELLO_RETRY_RANDOM + b"\x00\x2b\x00\x02\x03\x04"
 _SH12 = b"\x02\x00\x00\x30\x03\x03" + bytes(32) + b"\x00"
 
 

@@ -94,7 +94,7 @@ def test_parse_alert() -> None:
 
 
 def test_hello_retry_random_is_the_rfc_constant() -> None:
-    assert hashlib.sha256(b"HelloRetryRequest").digest() == _wire.HELLO_RETRY_RANDOM
+    assert hashlib.sha256(b"HelloRetryRequest").digest() == _names.HELLO_RETRY_RANDOM
 
 
 # --- ClientHello --------------------------------------------------------------------
@@ -172,7 +172,7 @@ def test_server_hello_from_a_real_capture() -> None:
 
 
 def test_hello_retry_request_with_a_group() -> None:
-    body = server_hello(ext(43, u16s(0x0304)), ext(51, u16s(24)), random=_wire.HELLO_RETRY_RANDOM)
+    body = server_hello(ext(43, u16s(0x0304)), ext(51, u16s(24)), random=_names.HELLO_RETRY_RANDOM)
     hello = _wire.parse_server_hello(body)
     assert hello.hello_retry
     assert hello.key_share_group == 24

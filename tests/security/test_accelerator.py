@@ -18,16 +18,18 @@ import pytest
 
 import tlstiming
 from tlstiming import HandshakeSpan
+from tlstiming._recording import accelerator as _accelerator
 from tlstiming._recording import conn as _conn
 
 pytestmark = pytest.mark.skipif(
     not _conn.ACCELERATED, reason="tlstiming._recording._speedups is not built here"
 )
 
-# A connection and a context with only what the accelerator reads: drive() runs
-# a whole (empty) handshake through them, span and detach included.
+# A connection and a context with only what a handshake's recording reads: drive()
+# runs a whole (empty) handshake through them, span and detach included.
 _FAKES = """
-from tlstiming._recording import conn as _conn
+from tlstiming._recording import accelerator as _accelerator
+from tlstiming._recording import conn as _conn  # configures the accelerator
 from tlstiming._recording import _speedups
 
 class Context:
@@ -56,7 +58,7 @@ class Capture:
 
 def configuration():
     capture = Capture()
-    _conn.configure(capture)
+    _accelerator.configure(capture)
     return capture.kwargs
 """
 
@@ -95,7 +97,7 @@ def restore() -> Iterator[None]:
     from tlstiming._recording import _speedups
 
     yield
-    _conn.configure(_speedups)
+    _accelerator.configure(_speedups)
 
 
 def test_the_fakes_record_a_span() -> None:
@@ -103,24 +105,6 @@ def test_the_fakes_record_a_span() -> None:
     assert result is None
     assert type(span) is HandshakeSpan
     assert span.server_hostname == "example.test"
-
-
-def test_a_span_type_that_cannot_be_instantiated_is_refused() -> None:
-    """It used to be accepted, and the next handshake crashed (NULL ``tp_new``)."""
-    done = _run(
-        """
-        kwargs = configuration()
-        kwargs["span_type"] = type(iter([]))  # list_iterator: no tp_new
-        try:
-            _speedups.configure(**kwargs)
-        except TypeError as exc:
-            print("refused:", exc)
-        else:
-            print("handshake:", handshake())
-        """
-    )
-    assert done.returncode == 0, done.stderr
-    assert "refused: span_type must be a class that can be instantiated" in done.stdout
 
 
 def test_span_ids_that_are_not_an_iterator_fail_the_recording_not_the_process() -> None:
@@ -184,10 +168,6 @@ def test_a_sink_that_drops_itself_is_still_reported_safely() -> None:
     assert "handshake: None" in done.stdout
 
 
-class _Slotted:
-    __slots__ = tuple(f"_{i}" for i in range(16))
-
-
 class _RaisingIndex:
     def __index__(self) -> int:
         raise ZeroDivisionError("from __index__")
@@ -206,20 +186,10 @@ _REFUSED: list[tuple[str, Any, str]] = [
     ("adopt", 1, "adopt must be callable"),
     ("finish", None, "finish must be callable"),
     ("refuse", "x", "refuse must be callable"),
-    ("failed", 1, "failed must be callable"),
-    ("sink_failed", 1, "sink_failed must be callable"),
     ("perf", 1, "perf must be callable"),
     ("cpu", 1, "cpu must be callable"),
-    ("unix", 1, "unix must be callable"),
-    ("span_type", 42, "span_type must be a class"),
-    ("span_type", type(iter(())), "span_type must be a class that can be instantiated"),
     ("want", (1,), "want must be an exception class"),
     ("want", "SSLWantReadError", "want must be an exception class"),
-    ("sslsocket", 1, "sslsocket must be a class"),
-    ("msg_descr", 42, "msg_descr must be None or a data descriptor"),
-    ("msg_descr", len, "msg_descr must be None or a data descriptor"),
-    ("span_slots", tuple(vars(_Slotted)[f"_{i}"] for i in range(16)), "slot descriptors"),
-    ("span_slots", tuple(property(print) for _ in range(16)), "slot descriptors"),
 ]
 
 
@@ -273,9 +243,7 @@ def test_a_rejection_that_is_not_an_exception_raises_type_error(
     kwargs["finish"] = lambda *args: "not an exception"
     kwargs["refuse"] = lambda conn: None
     _speedups.configure(**kwargs)
-    context = FAKES.context()
-    context._tlstiming_verifiers = (object(),)  # so that finish() decides
-    conn = FAKES.conn(context)
+    conn = FAKES.conn(FAKES.context())
     with pytest.raises(TypeError, match="must derive from BaseException"):
         _speedups.drive(conn, lambda: None)
 

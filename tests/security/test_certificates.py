@@ -23,7 +23,8 @@ from servers import GREETING, PKI, assert_exportable, connect, read_exactly
 
 from tlstiming import HandshakeSpan, SpanRecorder, TimedSSLContext
 from tlstiming._analysis.certs import CertificateInfo, certificate_info
-from tlstiming._analysis.timeline import ENTER, EXIT, RawEvent
+from tlstiming._analysis.timeline import RawEvent
+from tlstiming._wire.names import ENTER, EXIT
 from tlstiming.spans.build import build_span
 from tlstiming.testing import CA
 

@@ -14,15 +14,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tlstiming._analysis.timeline import (
-    ENTER,
-    EXIT,
-    VERIFY_END,
-    VERIFY_START,
-    RawEvent,
-    Side,
-    tile,
-)
+from tlstiming._analysis.timeline import RawEvent, Side, tile
+from tlstiming._wire.names import ENTER, EXIT, VERIFY_END, VERIFY_START
 from tlstiming.spans.build import build_span
 
 GROWTH = 8

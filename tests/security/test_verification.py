@@ -21,7 +21,9 @@ from servers import GREETING, PKI, server_context
 
 import tlstiming
 from tlstiming import PeerInfo, SpanRecorder, TimedSSLContext, Verdict
-from tlstiming._recording import conn as _conn
+from tlstiming._recording import decide as _decide
+from tlstiming._recording import finish as _finish
+from tlstiming._recording import keys as _keys
 from tlstiming._recording import verify_workers as _verify_workers
 
 pytestmark = pytest.mark.usefixtures("implementation")
@@ -149,7 +151,7 @@ def test_a_failure_of_tlstiming_itself_while_verifying_rejects(
     def broken(conn: Any, events: Any) -> Any:
         raise RuntimeError("facts could not be read")
 
-    monkeypatch.setattr(_conn, "_peer_info", broken)
+    monkeypatch.setattr(_decide, "_peer_info", broken)
     context = _client(pki, recorder)
     context.add_verifier(lambda peer: None, name="fine", on_error="accept")
     server = serve(server_context(pki.leaf))
@@ -166,7 +168,7 @@ def test_a_recording_failure_after_a_rejection_still_rejects(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("span could not be built")
 
-    monkeypatch.setattr(_conn, "_span", broken)
+    monkeypatch.setattr(_finish, "connection_span", broken)
     context = _client(pki, recorder)
     context.add_verifier(lambda peer: Verdict(ok=False, reason="no"), name="deny")
     server = serve(server_context(pki.leaf))
@@ -372,10 +374,10 @@ def test_a_client_that_writes_before_reading_records_in_constant_memory(
             with context.wrap_socket(raw, server_hostname="localhost") as tls:
                 for _ in range(writes):
                     tls.sendall(b"x")
-                counts.append(len(tls.__dict__[_conn.EVENTS]))
+                counts.append(len(tls.__dict__[_keys.EVENTS]))
                 assert tls.recv(len(GREETING)) == GREETING
-    assert counts[1] <= _conn._AfterHandshake.LIMIT
+    assert counts[1] <= _finish.AfterHandshake.LIMIT
     quiet, busy = recorder.spans
     assert busy.outcome == quiet.outcome == "ok"
     assert len(busy.messages) == len(quiet.messages)
-    assert len(busy.records) <= len(quiet.records) + _conn._AfterHandshake.LIMIT
+    assert len(busy.records) <= len(quiet.records) + _finish.AfterHandshake.LIMIT

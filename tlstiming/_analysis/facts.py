@@ -11,13 +11,19 @@ one line to :attr:`HandshakeFacts.parse_errors` and is otherwise skipped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from tlstiming._analysis.certs import CertificateInfo, certificate_info
+from tlstiming._analysis.timeline import RawEvent
 from tlstiming._wire import messages as _wire
 from tlstiming._wire.names import (
+    ALERT,
+    HANDSHAKE,
+    TLS1_2,
+    TLS1_3,
+    HandshakeType,
     alert_level_name,
     alert_name,
     cipher_name,
@@ -28,13 +34,9 @@ from tlstiming._wire.names import (
 )
 from tlstiming.errors import ParseError
 
-__all__ = ["AlertFact", "HandshakeFacts", "Sender", "build_facts"]
+__all__ = ["AlertFact", "HandshakeFacts", "Sender", "build_facts", "facts_of"]
 
 Sender = Literal["client", "server"]
-_TLS13: Final = 0x0304
-_TLS12: Final = 0x0303
-_ALERT: Final = 21
-_HANDSHAKE: Final = 22
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,14 +156,19 @@ def build_facts(
     return _facts(seen)
 
 
+def facts_of(events: Sequence[RawEvent], side: Literal["client", "server"]) -> HandshakeFacts:
+    """:func:`build_facts` of a handshake's raw events (tlstiming's markers left out)."""
+    return build_facts([(e[2], e[3], e[4], e[5]) for e in events if e[3] >= 0], side=side)
+
+
 def _feed(seen: _Seen, message: tuple[str, int, int, bytes], side: str) -> None:
     direction, content_type, _msg_type, data = message
-    if content_type not in (_ALERT, _HANDSHAKE):
+    if content_type not in (ALERT, HANDSHAKE):
         return
     if direction not in ("read", "write"):
         raise ParseError(f"unknown direction {direction!r}")
     sender: Sender = "client" if (direction == "write") == (side == "client") else "server"
-    if content_type == _ALERT:
+    if content_type == ALERT:
         alert = _wire.parse_alert(bytes(data))
         level, description = alert_level_name(alert.level), alert_name(alert.description)
         seen.alerts.append(AlertFact(sender=sender, level=level, description=description))
@@ -208,7 +215,7 @@ def _on_certificate(seen: _Seen, sender: Sender, body: bytes) -> None:
         except ParseError:
             certificate = _wire.parse_certificate(body, tls13=False)
     else:
-        certificate = _wire.parse_certificate(body, tls13=version == _TLS13)
+        certificate = _wire.parse_certificate(body, tls13=version == TLS1_3)
     if sender == "client":
         seen.client_certificate = seen.client_certificate or certificate
     elif seen.server_certificate is None:
@@ -224,12 +231,12 @@ def _on_server_key_exchange(seen: _Seen, sender: Sender, body: bytes) -> None:
     hello = seen.server_hello
     if hello is None or "_ECDHE_" not in cipher_name(hello.cipher_suite):
         return
-    exchange = _wire.parse_server_key_exchange(body, tls12=hello.version >= _TLS12)
+    exchange = _wire.parse_server_key_exchange(body, tls12=hello.version >= TLS1_2)
     seen.key_exchange = seen.key_exchange or exchange
 
 
 def _on_certificate_request(seen: _Seen, sender: Sender, body: bytes) -> None:
-    _wire.parse_certificate_request(body, tls13=seen.version() == _TLS13)
+    _wire.parse_certificate_request(body, tls13=seen.version() == TLS1_3)
     seen.certificate_requested = True
 
 
@@ -249,28 +256,28 @@ def _on_new_session_ticket(seen: _Seen, sender: Sender, body: bytes) -> None:
 
 # Messages only one end may send; the other end's copy means a mislabelled side.
 _SENT_BY: Final[dict[int, Sender]] = {
-    1: "client",
-    2: "server",
-    4: "server",
-    8: "server",
-    12: "server",
-    13: "server",
-    14: "server",
-    16: "client",
-    22: "server",
+    HandshakeType.CLIENT_HELLO: "client",
+    HandshakeType.SERVER_HELLO: "server",
+    HandshakeType.NEW_SESSION_TICKET: "server",
+    HandshakeType.ENCRYPTED_EXTENSIONS: "server",
+    HandshakeType.SERVER_KEY_EXCHANGE: "server",
+    HandshakeType.CERTIFICATE_REQUEST: "server",
+    HandshakeType.SERVER_HELLO_DONE: "server",
+    HandshakeType.CLIENT_KEY_EXCHANGE: "client",
+    HandshakeType.CERTIFICATE_STATUS: "server",
 }
 
-_HANDLERS: Final = {
-    1: _on_client_hello,
-    2: _on_server_hello,
-    4: _on_new_session_ticket,
-    8: _on_encrypted_extensions,
-    11: _on_certificate,
-    12: _on_server_key_exchange,
-    13: _on_certificate_request,
-    15: _on_certificate_verify,
-    20: _on_finished,
-    22: _on_certificate_status,
+_HANDLERS: Final[dict[int, Callable[[_Seen, Sender, bytes], None]]] = {
+    HandshakeType.CLIENT_HELLO: _on_client_hello,
+    HandshakeType.SERVER_HELLO: _on_server_hello,
+    HandshakeType.NEW_SESSION_TICKET: _on_new_session_ticket,
+    HandshakeType.ENCRYPTED_EXTENSIONS: _on_encrypted_extensions,
+    HandshakeType.CERTIFICATE: _on_certificate,
+    HandshakeType.SERVER_KEY_EXCHANGE: _on_server_key_exchange,
+    HandshakeType.CERTIFICATE_REQUEST: _on_certificate_request,
+    HandshakeType.CERTIFICATE_VERIFY: _on_certificate_verify,
+    HandshakeType.FINISHED: _on_finished,
+    HandshakeType.CERTIFICATE_STATUS: _on_certificate_status,
 }
 
 
@@ -348,7 +355,7 @@ def _ders(certificate: _wire.Certificate | None) -> tuple[bytes, ...]:
 
 
 def _group(seen: _Seen) -> int | None:
-    if seen.version() == _TLS13:
+    if seen.version() == TLS1_3:
         return None if seen.server_hello is None else seen.server_hello.key_share_group
     return None if seen.key_exchange is None else seen.key_exchange.group
 
@@ -367,7 +374,7 @@ def _resumed(seen: _Seen) -> bool:
     hello, server = seen.client_hello, seen.server_hello
     if server is None:
         return False
-    if server.version == _TLS13:
+    if server.version == TLS1_3:
         return server.psk_selected
     if hello is not None and server.session_id and server.session_id == hello.session_id:
         return True

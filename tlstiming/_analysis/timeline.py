@@ -10,9 +10,10 @@ A raw event is the tuple the message callback records::
 ``direction`` is ``"read"`` or ``"write"`` (OpenSSL's view from the end that
 recorded it), ``cpu_ns`` is the recording thread's CPU clock or ``-1`` when it
 was not read (record headers). Besides OpenSSL's content types the adapter
-adds markers with negative content types: a call into ``do_handshake`` starts
-(:data:`ENTER`) or returns (:data:`EXIT`), and the server's SNI callback
-starts (:data:`SNI_START`) or returns (:data:`SNI_END`).
+adds markers with negative content types (``tlstiming._wire.names``): a call
+into ``do_handshake`` starts (``ENTER``) or returns (``EXIT``), the server's
+SNI callback starts (``SNI_START``) or returns (``SNI_END``), and a verifier
+starts (``VERIFY_START``) or returns (``VERIFY_END``).
 """
 
 from __future__ import annotations
@@ -21,19 +22,30 @@ import itertools
 from collections.abc import Sequence
 from typing import Final, Literal
 
+from tlstiming._wire.messages import sniff_server_hello
+from tlstiming._wire.names import (
+    ALERT,
+    CLOSE_NOTIFY,
+    ENTER,
+    EXIT,
+    FATAL,
+    HANDSHAKE,
+    SNI_END,
+    SNI_START,
+    VERIFY_START,
+    HandshakeType,
+)
+
 __all__ = [
-    "ENTER",
-    "EXIT",
     "PHASE_NAMES",
-    "SNI_END",
-    "SNI_START",
-    "VERIFY_END",
     "VERIFY_PREFIX",
-    "VERIFY_START",
     "RawEvent",
     "Side",
     "Tiling",
+    "failure_alert",
+    "fatal_alert",
     "in_call_cpu",
+    "is_fatal_alert",
     "tile",
 ]
 
@@ -60,51 +72,26 @@ PHASE_NAMES: Final = (
 """Every phase name :func:`tile` can produce (documented in docs/concepts.md),
 besides ``verify:<name>`` for each verifier that ran."""
 
-ENTER: Final = -1
-EXIT: Final = -2
-SNI_START: Final = -3
-SNI_END: Final = -4
-VERIFY_START: Final = -5  # data: the verifier's name, UTF-8
-VERIFY_END: Final = -6
 VERIFY_PREFIX: Final = "verify:"
-
-HANDSHAKE: Final = 22
-ALERT: Final = 21
-
-_CLIENT_HELLO: Final = 1
-_SERVER_HELLO: Final = 2
-_CERTIFICATE: Final = 11
-_SERVER_KEY_EXCHANGE: Final = 12
-_SERVER_HELLO_DONE: Final = 14
-_CERTIFICATE_VERIFY: Final = 15
-_FINISHED: Final = 20
-_CERTIFICATE_STATUS: Final = 22
-
-# SHA-256("HelloRetryRequest"): the ServerHello.random of a HelloRetryRequest.
-HRR_RANDOM: Final = bytes.fromhex(
-    "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
-)
+_FATAL: Final = bytes([FATAL])  # an alert's first byte: its level
+_CLEAN: Final = bytes([CLOSE_NOTIFY])  # its second: its description
 
 # (direction, handshake type) -> the phase that starts when that message is
 # seen, for messages whose meaning does not depend on what came before.
+# (Keys are plain ints: a lookup by an int then never compares with an enum.)
 _CLIENT_TABLE: Final[dict[tuple[str, int], str]] = {
-    ("read", _CERTIFICATE): "certificate",
-    ("read", _CERTIFICATE_STATUS): "certificate_status",
-    ("read", _CERTIFICATE_VERIFY): "certificate_verify",
-    ("read", _SERVER_KEY_EXCHANGE): "server_key_exchange",
-    ("read", _SERVER_HELLO_DONE): "client_key_exchange",
+    ("read", int(HandshakeType.CERTIFICATE)): "certificate",
+    ("read", int(HandshakeType.CERTIFICATE_STATUS)): "certificate_status",
+    ("read", int(HandshakeType.CERTIFICATE_VERIFY)): "certificate_verify",
+    ("read", int(HandshakeType.SERVER_KEY_EXCHANGE)): "server_key_exchange",
+    ("read", int(HandshakeType.SERVER_HELLO_DONE)): "client_key_exchange",
 }
 _SERVER_TABLE: Final[dict[tuple[str, int], str]] = {
-    ("write", _SERVER_HELLO_DONE): "client_key_exchange",
-    ("read", _CERTIFICATE): "client_certificate",
-    ("read", _CERTIFICATE_VERIFY): "client_certificate_verify",
-    ("read", _FINISHED): "finished",
+    ("write", int(HandshakeType.SERVER_HELLO_DONE)): "client_key_exchange",
+    ("read", int(HandshakeType.CERTIFICATE)): "client_certificate",
+    ("read", int(HandshakeType.CERTIFICATE_VERIFY)): "client_certificate_verify",
+    ("read", int(HandshakeType.FINISHED)): "finished",
 }
-
-
-def is_hello_retry(data: bytes) -> bool:
-    """Tell whether a ServerHello message (header included) is a HelloRetryRequest."""
-    return data[6:38] == HRR_RANDOM
 
 
 class Tiling:
@@ -117,9 +104,11 @@ class Tiling:
         cpu: per phase, the thread CPU time (ns) spent inside calls into
             the handshake, or ``None`` where the CPU clock was not read.
         round_trips: network round trips the handshake waited on.
+        cpu_at: :func:`in_call_cpu` of the events, which the phases' CPU
+            times come from (a span's messages read it too).
     """
 
-    __slots__ = ("bounds", "cpu", "names", "round_trips")
+    __slots__ = ("bounds", "cpu", "cpu_at", "names", "round_trips")
 
     def __init__(
         self,
@@ -127,11 +116,13 @@ class Tiling:
         bounds: tuple[int, ...],
         cpu: tuple[int | None, ...],
         round_trips: int,
+        cpu_at: dict[int, int | None],
     ) -> None:
         self.names = names
         self.bounds = bounds
         self.cpu = cpu
         self.round_trips = round_trips
+        self.cpu_at = cpu_at
 
 
 def tile(events: Sequence[RawEvent], side: Side, start_ns: int, end_ns: int) -> Tiling:
@@ -166,7 +157,7 @@ def tile(events: Sequence[RawEvent], side: Side, start_ns: int, end_ns: int) -> 
     cpu = tuple(
         b - a if a is not None and b is not None else None for a, b in itertools.pairwise(cpu_at)
     )
-    return Tiling(tuple(names), tuple(times), cpu, _round_trips(events))
+    return Tiling(tuple(names), tuple(times), cpu, _round_trips(events), cumulative)
 
 
 def _verifier_boundaries(events: Sequence[RawEvent]) -> list[tuple[int, str]]:
@@ -183,27 +174,28 @@ def _handshake_messages(events: Sequence[RawEvent]) -> list[tuple[int, str, int,
 
 def _client_boundaries(events: Sequence[RawEvent]) -> list[tuple[int, str]]:
     messages = _handshake_messages(events)
+    finished = HandshakeType.FINISHED
     # The client's last message other than Finished: after the server's
     # Finished, in TLS 1.3, it ends the client's certificate flight.
-    last_sent = max((m[0] for m in messages if m[1] == "write" and m[2] != _FINISHED), default=-1)
+    last_sent = max((m[0] for m in messages if m[1] == "write" and m[2] != finished), default=-1)
     out: list[tuple[int, str]] = []
     server_finished = False
     tls13 = False
     for i, direction, kind, data in messages:
-        if direction == "write" and kind == _CLIENT_HELLO:
+        if direction == "write" and kind == HandshakeType.CLIENT_HELLO:
             if not out:
                 out.append((i, "server_hello"))
-        elif direction == "read" and kind == _SERVER_HELLO:
-            hrr = is_hello_retry(data)
-            tls13 = tls13 or hrr or _negotiated_tls13(data)
+        elif direction == "read" and kind == HandshakeType.SERVER_HELLO:
+            hrr, hello_tls13 = sniff_server_hello(data)
+            tls13 = tls13 or hello_tls13
             out.append((i, "hello_retry" if hrr else "server_flight"))
-        elif direction == "read" and kind == _FINISHED:
+        elif direction == "read" and kind == finished:
             server_finished = True
             flight = tls13 and last_sent > i
             out.append((i, "client_certificate" if flight else "finished"))
             if flight:
                 out.append((last_sent, "finished"))
-        elif direction == "write" and kind == _FINISHED and not server_finished:
+        elif direction == "write" and kind == finished and not server_finished:
             out.append((i, "second_round_trip"))
         elif (direction, kind) in _CLIENT_TABLE:
             out.append((i, _CLIENT_TABLE[direction, kind]))
@@ -212,6 +204,7 @@ def _client_boundaries(events: Sequence[RawEvent]) -> list[tuple[int, str]]:
 
 def _server_boundaries(events: Sequence[RawEvent]) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
+    finished = HandshakeType.FINISHED
     seen_hello = False
     hrr_sent = False
     read_finished = False  # the client's Finished came before this event
@@ -223,19 +216,20 @@ def _server_boundaries(events: Sequence[RawEvent]) -> list[tuple[int, str]]:
             out.append((i, "hello_retry" if hrr_sent else "server_hello"))
         elif content_type != HANDSHAKE:
             continue
-        elif direction == "read" and kind == _CLIENT_HELLO and not seen_hello:
+        elif direction == "read" and kind == HandshakeType.CLIENT_HELLO and not seen_hello:
             seen_hello = True
             if not _sni_follows(events, i):
                 out.append((i, "server_hello"))
-        elif direction == "write" and kind == _SERVER_HELLO:
-            hrr_sent = hrr_sent or is_hello_retry(event[5])
-            out.append((i, "hello_retry" if is_hello_retry(event[5]) else "server_flight"))
-        elif direction == "write" and kind == _FINISHED and not read_finished:
+        elif direction == "write" and kind == HandshakeType.SERVER_HELLO:
+            hrr = sniff_server_hello(event[5])[0]
+            hrr_sent = hrr_sent or hrr
+            out.append((i, "hello_retry" if hrr else "server_flight"))
+        elif direction == "write" and kind == finished and not read_finished:
             out.append((i, "client_finished"))
         elif (direction, kind) in _SERVER_TABLE:
             out.append((i, _SERVER_TABLE[direction, kind]))
         read_finished = read_finished or (
-            content_type == HANDSHAKE and direction == "read" and kind == _FINISHED
+            content_type == HANDSHAKE and direction == "read" and kind == finished
         )
     return out
 
@@ -247,11 +241,6 @@ def _sni_follows(events: Sequence[RawEvent], i: int) -> bool:
         if event[3] == HANDSHAKE:
             return False
     return False
-
-
-def _negotiated_tls13(server_hello: bytes) -> bool:
-    """Find supported_versions = 0x0304 in a ServerHello without a full parse."""
-    return b"\x00\x2b\x00\x02\x03\x04" in server_hello[38:]
 
 
 def in_call_cpu(events: Sequence[RawEvent]) -> dict[int, int | None]:
@@ -277,6 +266,24 @@ def in_call_cpu(events: Sequence[RawEvent]) -> dict[int, int | None]:
             out[i] = total
     out[-1] = max((v for v in out.values() if v is not None), default=0)
     return out
+
+
+def is_fatal_alert(event: RawEvent) -> bool:
+    """Tell whether ``event`` is an alert of level fatal."""
+    return event[3] == ALERT and event[5][:1] == _FATAL
+
+
+def fatal_alert(events: Sequence[RawEvent]) -> RawEvent | None:
+    """The first fatal alert sent or received, or ``None``."""
+    return next(filter(is_fatal_alert, events), None)
+
+
+def failure_alert(events: Sequence[RawEvent]) -> RawEvent | None:
+    """The alert that went with a failure: the first fatal one, else the first but close_notify."""
+    alert = fatal_alert(events)
+    if alert is None:
+        alert = next((e for e in events if e[3] == ALERT and e[5][1:2] != _CLEAN), None)
+    return alert
 
 
 def _round_trips(events: Sequence[RawEvent]) -> int:

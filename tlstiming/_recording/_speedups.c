@@ -1,17 +1,18 @@
 /*
  * tlstiming._recording._speedups: the handshake's hot path in C (optional).
  *
- * The same three steps as the pure-Python code in tlstiming/_recording/conn.py, which
+ * Two functions of the pure-Python code in tlstiming/_recording/conn.py, which
  * stays the reference and the fallback: OpenSSL's message callback
- * (on_message), the do_handshake wrapper (drive) and, for the common case of
- * a handshake that completed with no verifier and no pending TLS 1.3 client
- * certificate verdict, the span's assembly, delivery and the detach from the
- * data path. Every other case calls back into tlstiming._recording.conn.
+ * (on_message), which records into packed events (Events) without a Python
+ * object per message, and the do_handshake wrapper (drive), with its ENTER and
+ * EXIT marks. The end of every handshake (the verifiers, the span, its
+ * delivery, the detach) is tlstiming._recording.finish.finish, in Python,
+ * whichever path recorded it: this file knows nothing of spans or sinks.
  *
- * Why C: these run right after OpenSSL's handshake work has evicted the
- * interpreter from the CPU caches, where each Python function touched costs
- * microseconds. Behaviour must match the Python code exactly; the test suite
- * runs both (TLSTIMING_PURE_PYTHON=1 selects the Python path).
+ * Why C: the message callback runs some twenty times per handshake, right after
+ * OpenSSL's work has evicted the interpreter from the CPU caches. Behaviour
+ * must match the Python code exactly; the test suite runs both
+ * (TLSTIMING_PURE_PYTHON=1 selects the Python path).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -21,32 +22,28 @@
 #include <time.h>
 
 /* Analysis builds: benchmarks/analyze_handshake.py compiles this file again under
- * another module name with one ABLATE_* macro defined, which switches one piece
- * off, to measure what it costs. A real build defines none of them. */
+ * another module name, with ABLATE_CPU defined for the build that reads no thread
+ * CPU clock, to measure what it costs. A real build defines none of them. */
 #ifndef SPEEDUPS_MODULE
 #define SPEEDUPS_MODULE "tlstiming._recording._speedups"
 #define SPEEDUPS_INIT PyInit__speedups
 #endif
 
-/* Bumped whenever configure() or the behaviour _conn expects changes. */
-#define SPEEDUPS_VERSION 4
+/* Bumped whenever configure() or the behaviour the Python code expects changes
+ * (tlstiming._recording.accelerator.SPEEDUPS_VERSION). */
+#define SPEEDUPS_VERSION 5
+
+/* Wire numbers and marker kinds, named as in tlstiming/_wire/names.py, which
+ * declares them (tests/test_speedups.py checks every one against it). */
+enum {
+    ALERT = 21,                /* content types */
+    HANDSHAKE = 22,
+    CERTIFICATE_REQUEST = 13,  /* HandshakeType */
+    ENTER = -1,                /* a do_handshake() call starts */
+    EXIT = -2,                 /* it returns */
+};
 
 /* -- compatibility: Python 3.10 to 3.13 ------------------------------------ */
-
-/* getattr(obj, name, None) without raising: 1 found, 0 missing, -1 error. */
-static int
-optional_attr(PyObject *obj, PyObject *name, PyObject **result)
-{
-    *result = PyObject_GetAttr(obj, name);
-    if (*result != NULL) {
-        return 1;
-    }
-    if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
-        PyErr_Clear();
-        return 0;
-    }
-    return -1;
-}
 
 /* The exception being raised, normalised, as one object; the indicator is cleared. */
 static PyObject *
@@ -80,35 +77,17 @@ restore_exception(PyObject *exc)
 }
 
 /* Set by configure(): borrowed from nothing, owned here. */
-static PyObject *g_adopt;        /* _conn._adopt(conn) -> events list or None */
-static PyObject *g_finish;       /* _conn._finish(conn, events, end, exc) -> rejection or None */
-static PyObject *g_refuse;       /* _conn._refuse(conn) */
-static PyObject *g_failed;       /* _conn._record_failed(exc) */
-static PyObject *g_sink_failed;  /* _delivery.report_exception(sink, span, exc) */
-static PyObject *g_span_type;    /* spans.HandshakeSpan */
-static PyObject *g_build;        /* the tlstiming.spans.build module (its ids are re-drawn at fork) */
-static PyObject *g_delivery;     /* the tlstiming._recording.delivery module (global_sinks is rebound) */
-static PyObject *g_want;         /* (SSLWantReadError, SSLWantWriteError) */
-static PyObject *g_sslsocket;    /* ssl.SSLSocket */
-static PyObject *g_msg_descr;    /* ssl._SSLContext._msg_callback (C getset descriptor) or None */
-static PyObject *g_perf;         /* time.perf_counter_ns, where there is no direct clock */
-static PyObject *g_cpu;          /* time.thread_time_ns, idem */
-static PyObject *g_unix;         /* time.time_ns, idem */
-static PyObject *g_slots;        /* HandshakeSpan's slot descriptors, in SLOT_* order */
+static PyObject *g_adopt;   /* implicit.adopt(conn) -> events list or None */
+static PyObject *g_finish;  /* finish.finish(conn, events, end, exc) -> rejection or None */
+static PyObject *g_refuse;  /* decide.refuse(conn) */
+static PyObject *g_want;    /* (SSLWantReadError, SSLWantWriteError) */
+static PyObject *g_perf;    /* time.perf_counter_ns, where there is no direct clock */
+static PyObject *g_cpu;     /* time.thread_time_ns, idem */
 
-enum {
-    SLOT_ID, SLOT_SIDE, SLOT_HOSTNAME, SLOT_PEER, SLOT_START, SLOT_END, SLOT_UNIX,
-    SLOT_ERROR, SLOT_CONTEXT, SLOT_VERIFICATIONS, SLOT_EVENTS, SLOT_TILING, SLOT_PHASES,
-    SLOT_RECORDS, SLOT_MESSAGES, SLOT_FACTS, N_SLOTS,
-};
-
-/* Interned names and constants. */
-static PyObject *s_events, *s_context_key, *s_span, *s_certreq, *s_ctx_attr, *s_context;
-static PyObject *s_verifiers, *s_trust, *s_on_handshake, *s_sinks, *s_server_side;
-static PyObject *s_server_hostname, *s_getpeername, *s_sslobj, *s_user_cb, *s_ids;
-static PyObject *s_client, *s_server, *s_global_sinks, *s_deliver, *s_append, *s_empty_str, *s_empty_bytes;
-static PyObject *c_empty_tuple, *c_minus_one, *c_zero;
-enum { ENTER = -1, EXIT = -2 };  /* _timeline.ENTER, _timeline.EXIT */
+/* Interned names (keys.EVENTS, keys.CONTEXT, keys.CERTIFICATE_REQUEST...) and constants. */
+static PyObject *s_events, *s_context_key, *s_certreq, *s_ctx_attr, *s_context, *s_sslobj;
+static PyObject *s_append, *s_empty_str, *s_empty_bytes;
+static PyObject *c_minus_one;
 
 #if defined(__linux__)
 /* CPython's perf_counter_ns, thread_time_ns and time_ns are these clocks on Linux. */
@@ -130,7 +109,6 @@ static inline int cpu_raw(int64_t *out) { *out = 0; return 0; }
 #else
 static inline int cpu_raw(int64_t *out) { return clock_raw(CLOCK_THREAD_CPUTIME_ID, out); }
 #endif
-static inline int unix_raw(int64_t *out) { return clock_raw(CLOCK_REALTIME, out); }
 #else
 /* Elsewhere: time's own functions, so the clocks are exactly the Python code's. */
 #define DIRECT_CLOCKS 0
@@ -151,7 +129,6 @@ call_raw(PyObject *clock, int64_t *out)
 }
 static inline int perf_raw(int64_t *out) { return call_raw(g_perf, out); }
 static inline int cpu_raw(int64_t *out) { return call_raw(g_cpu, out); }
-static inline int unix_raw(int64_t *out) { return call_raw(g_unix, out); }
 #endif
 
 static PyObject *
@@ -162,7 +139,6 @@ clock_object(int (*clock)(int64_t *))
 }
 static inline PyObject *perf_ns(void) { return clock_object(perf_raw); }
 static inline PyObject *cpu_ns(void) { return clock_object(cpu_raw); }
-static inline PyObject *unix_ns(void) { return clock_object(unix_raw); }
 
 
 /* -- Events: a handshake's raw events, packed ---------------------------------
@@ -476,7 +452,7 @@ event(PyObject *now, int with_cpu, PyObject *direction, PyObject *kind, PyObject
     return t;
 }
 
-/* events.append(item), honouring an overridden append (the _Implicit list). */
+/* events.append(item), honouring an overridden append (implicit.py's and finish.py's lists). */
 static int
 append(PyObject *events, PyObject *item)
 {
@@ -515,7 +491,7 @@ mark(PyObject *events, int kind, int64_t *now)
 static int
 configured(void)
 {
-    if (g_span_type == NULL) {
+    if (g_finish == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "tlstiming._recording._speedups is not configured");
         return 0;
     }
@@ -560,7 +536,7 @@ on_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(events);
         return NULL;
     }
-    int handshake_or_alert = content_type == 22 || content_type == 21;
+    int handshake_or_alert = content_type == HANDSHAKE || content_type == ALERT;
     if (Py_IS_TYPE(events, &EventsType) && PyBytes_Check(args[5])) {
         int64_t t, cpu = -1;
         int direction = direction_code(args[1]);
@@ -600,7 +576,7 @@ on_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(t);
     Py_DECREF(events);
 recorded:
-    if (content_type == 22 && msg_type == 13) {
+    if (content_type == HANDSHAKE && msg_type == CERTIFICATE_REQUEST) {
         if (PyObject_SetAttr(conn, s_certreq, Py_True) < 0) {
             return NULL;
         }
@@ -608,341 +584,7 @@ recorded:
     Py_RETURN_NONE;
 }
 
-/* conn.getpeername() as (host, port), or None (not a socket, closed, AF_UNIX...). */
-static PyObject *
-peer_of(PyObject *conn)
-{
-#ifdef ABLATE_PEER
-    Py_RETURN_NONE;
-#endif
-    int is_socket = PyObject_IsInstance(conn, g_sslsocket);
-    if (is_socket < 0) {
-        return NULL;
-    }
-    if (!is_socket) {
-        Py_RETURN_NONE;
-    }
-    PyObject *address = PyObject_CallMethodNoArgs(conn, s_getpeername);
-    if (address == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_OSError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
-            PyErr_Clear();
-            Py_RETURN_NONE;
-        }
-        return NULL;
-    }
-    PyObject *peer;
-    if (PyTuple_Check(address) && PyTuple_GET_SIZE(address) >= 2) {
-        peer = PyTuple_Pack(2, PyTuple_GET_ITEM(address, 0), PyTuple_GET_ITEM(address, 1));
-    }
-    else {
-        peer = Py_NewRef(Py_None);
-    }
-    Py_DECREF(address);
-    return peer;
-}
-
-/* Call a C getset descriptor's setter: descr.__set__(obj, value). */
-static int
-descr_set(PyObject *obj, PyObject *value)
-{
-    descrsetfunc set = Py_TYPE(g_msg_descr)->tp_descr_set;
-    if (set == NULL) {
-        PyErr_SetString(PyExc_TypeError, "_msg_callback is not a settable descriptor");
-        return -1;
-    }
-    return set(g_msg_descr, obj, value);
-}
-
-/* The detach of _detach.detach, with no Python frame anywhere in between. */
-static int
-detach(PyObject *conn)
-{
-#ifdef ABLATE_DETACH
-    return 0;
-#endif
-    if (g_msg_descr == Py_None) {
-        return 0;
-    }
-    int rc = -1;
-    PyObject *context = NULL, *user = NULL, *callback = NULL;
-    PyObject *sslobj = PyObject_GetAttr(conn, s_sslobj);
-    if (sslobj == NULL) {
-        return -1;
-    }
-    context = PyObject_GetAttr(sslobj, s_context);
-    if (context == NULL) {
-        goto done;
-    }
-    if (optional_attr(context, s_user_cb, &user) < 0) {
-        goto done;
-    }
-    if (user != Py_None) {  /* the caller's own callback wants every record (or not ours) */
-        rc = 0;
-        goto done;
-    }
-    descrgetfunc get = Py_TYPE(g_msg_descr)->tp_descr_get;
-    if (get == NULL) {
-        PyErr_SetString(PyExc_TypeError, "_msg_callback is not a readable descriptor");
-        goto done;
-    }
-    callback = get(g_msg_descr, context, (PyObject *)Py_TYPE(context));
-    if (callback == NULL) {
-        goto done;
-    }
-    if (callback == Py_None) {
-        rc = 0;
-        goto done;
-    }
-    if (descr_set(context, Py_None) < 0) {
-        goto done;
-    }
-    int assigned = PyObject_SetAttr(sslobj, s_context, context);
-    PyObject *exc = assigned < 0 ? take_exception() : NULL;
-    int restored = descr_set(context, callback);
-    if (exc != NULL) {
-        if (restored < 0) {
-            PyErr_Clear();
-        }
-        restore_exception(exc);
-        goto done;
-    }
-    rc = restored;
-done:
-    Py_XDECREF(callback);
-    Py_XDECREF(user);
-    Py_XDECREF(context);
-    Py_DECREF(sslobj);
-    return rc;
-}
-
-/* Call every sink that ``sinks`` yields with span (``for sink in sinks``, so a list
- * changed by a sink is walked as Python walks it); a sink's Exception is reported. */
-static int
-call_sinks(PyObject *sinks, PyObject *span)
-{
-    PyObject *it = PyObject_GetIter(sinks);
-    if (it == NULL) {
-        return -1;
-    }
-    PyObject *sink;
-    while ((sink = PyIter_Next(it)) != NULL) {  /* a strong reference: a sink may drop itself */
-        PyObject *r = PyObject_CallOneArg(sink, span);
-        if (r == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
-            PyObject *exc = take_exception();
-            PyObject *args[3] = {sink, span, exc};
-            r = PyObject_Vectorcall(g_sink_failed, args, 3, NULL);
-            Py_DECREF(exc);
-        }
-        Py_DECREF(sink);
-        if (r == NULL) {
-            Py_DECREF(it);
-            return -1;
-        }
-        Py_DECREF(r);
-    }
-    Py_DECREF(it);
-    return PyErr_Occurred() ? -1 : 0;
-}
-
-/* HandshakeSpan(...) as its __init__ would build it, without running Python code. */
-static PyObject *
-new_span(PyObject *span_id, PyObject *server_side, PyObject *hostname, PyObject *peer,
-         PyObject *events, PyObject *end, PyObject *wall, PyObject *snapshot)
-{
-    int server = PyObject_IsTrue(server_side);
-    if (server < 0) {
-        return NULL;
-    }
-    PyObject *start = NULL;
-    if (Py_IS_TYPE(events, &EventsType)) {
-        Events *packed = (Events *)events;
-        start = packed->size ? PyLong_FromLongLong(packed->items[0].t) : NULL;
-    }
-    else if (PyTuple_GET_SIZE(events) && PyTuple_Check(PyTuple_GET_ITEM(events, 0))
-             && PyTuple_GET_SIZE(PyTuple_GET_ITEM(events, 0))) {
-        start = Py_NewRef(PyTuple_GET_ITEM(PyTuple_GET_ITEM(events, 0), 0));
-    }
-    if (start == NULL) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "a handshake with no events");
-        return NULL;
-    }
-    PyObject *values[N_SLOTS] = {
-        [SLOT_ID] = span_id, [SLOT_SIDE] = server ? s_server : s_client,
-        [SLOT_HOSTNAME] = hostname, [SLOT_PEER] = peer,
-        [SLOT_START] = start, [SLOT_END] = end,
-        [SLOT_UNIX] = wall, [SLOT_ERROR] = Py_None, [SLOT_CONTEXT] = snapshot,
-        [SLOT_VERIFICATIONS] = c_empty_tuple, [SLOT_EVENTS] = events,
-        [SLOT_TILING] = Py_None, [SLOT_PHASES] = Py_None, [SLOT_RECORDS] = Py_None,
-        [SLOT_MESSAGES] = Py_None, [SLOT_FACTS] = Py_None,
-    };
-    /* configure() checked both; held here so that a tp_new running Python code that
-     * configures again cannot free them under us */
-    PyTypeObject *type = (PyTypeObject *)Py_NewRef(g_span_type);
-    PyObject *slots = Py_NewRef(g_slots);
-    PyObject *span = NULL;
-    if (type->tp_new == NULL) {
-        PyErr_Format(PyExc_TypeError, "cannot create '%.200s' instances", type->tp_name);
-    }
-    else {
-        span = type->tp_new(type, c_empty_tuple, NULL);
-    }
-    for (int i = 0; span != NULL && i < N_SLOTS; i++) {
-        PyObject *descr = PyTuple_GET_ITEM(slots, i);  /* a member descriptor: it runs no code */
-        if (Py_TYPE(descr)->tp_descr_set(descr, span, values[i]) < 0) {
-            Py_CLEAR(span);
-        }
-    }
-    Py_DECREF(slots);
-    Py_DECREF(type);
-    Py_DECREF(start);
-    return span;
-}
-
-/* _conn._complete for a handshake with no verifier and no pending verdict. */
-static int
-complete(PyObject *conn, PyObject *d, PyObject *context, PyObject *events, PyObject *end)
-{
-    int rc = -1;
-    PyObject *server_side = NULL, *hostname = NULL, *peer = NULL, *frozen = NULL;
-    PyObject *wall = NULL, *account = NULL, *snapshot = NULL, *ids = NULL, *span_id = NULL;
-    PyObject *span = NULL, *sinks = NULL, *global = NULL;
-
-    if ((server_side = PyObject_GetAttr(conn, s_server_side)) == NULL) goto done;
-    if (optional_attr(context, s_trust, &account) < 0) goto done;
-    if (account != NULL && account != Py_None) {
-        if ((snapshot = PyObject_CallMethodNoArgs(account, s_on_handshake)) == NULL) goto done;
-    }
-    if ((ids = PyObject_GetAttr(g_build, s_ids)) == NULL) goto done;
-    if (!PyIter_Check(ids)) {  /* PyIter_Next would call a NULL tp_iternext */
-        PyErr_Format(PyExc_TypeError, "'%.200s' object is not an iterator", Py_TYPE(ids)->tp_name);
-        goto done;
-    }
-    if ((span_id = PyIter_Next(ids)) == NULL) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "span ids exhausted");
-        goto done;
-    }
-    if ((hostname = PyObject_GetAttr(conn, s_server_hostname)) == NULL) goto done;
-    if ((peer = peer_of(conn)) == NULL) goto done;
-    /* a tuple of tuples of atoms leaves the garbage collector's watch */
-    if (Py_IS_TYPE(events, &EventsType)) {  /* packed: kept as it is, closed to appends */
-        ((Events *)events)->frozen = 1;
-        frozen = Py_NewRef(events);
-    }
-    else if ((frozen = PySequence_Tuple(events)) == NULL) {
-        goto done;
-    }
-    if ((wall = unix_ns()) == NULL) goto done;
-    span = new_span(span_id, server_side, hostname, peer, frozen, end, wall,
-                    snapshot != NULL ? snapshot : Py_None);
-    if (span == NULL) goto done;
-    if (PyDict_SetItem(d, s_span, span) < 0) goto done;
-#ifndef ABLATE_SINKS
-    if (optional_attr(context, s_sinks, &sinks) < 0) goto done;
-    if (sinks != NULL && call_sinks(sinks, span) < 0) goto done;
-#endif
-    if ((global = PyObject_GetAttr(g_delivery, s_global_sinks)) == NULL) goto done;
-    int any = PyObject_IsTrue(global);
-    if (any < 0) goto done;
-    if (any) {
-        PyObject *r = PyObject_CallMethodObjArgs(g_delivery, s_deliver, Py_None, span, NULL);
-        if (r == NULL) goto done;
-        Py_DECREF(r);
-    }
-    rc = detach(conn);
-done:
-    Py_XDECREF(global);
-    Py_XDECREF(sinks);
-    Py_XDECREF(span);
-    Py_XDECREF(wall);
-    Py_XDECREF(frozen);
-    Py_XDECREF(peer);
-    Py_XDECREF(hostname);
-    Py_XDECREF(span_id);
-    Py_XDECREF(ids);
-    Py_XDECREF(snapshot);
-    Py_XDECREF(account);
-    Py_XDECREF(server_side);
-    return rc;
-}
-
-/* Report a failure to record (never raised into the connection), as _leave does. */
-static int
-recording_failed(void)
-{
-    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
-        return -1;  /* KeyboardInterrupt and friends propagate, as in Python */
-    }
-    PyObject *exc = take_exception();
-    PyObject *r = PyObject_CallOneArg(g_failed, exc);
-    Py_DECREF(exc);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
-}
-
-/* After a completed handshake's EXIT: the common case in C, the rest in _conn._finish. */
-static PyObject *
-finish_ok(PyObject *conn, PyObject *d, PyObject *events, PyObject *end)
-{
-    PyObject *context = PyDict_GetItemWithError(d, s_context_key);  /* borrowed */
-    if (context == NULL) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "_tlstiming_context");
-        return NULL;
-    }
-    Py_INCREF(context);
-    PyObject *verifiers = NULL, *result = NULL;
-    if (optional_attr(context, s_verifiers, &verifiers) < 0) goto done;
-    int has_verifiers = verifiers == NULL ? 0 : PyObject_IsTrue(verifiers);
-    if (has_verifiers < 0) goto done;
-    int asked = PyDict_Contains(d, s_certreq);
-    if (asked < 0) goto done;
-    if (has_verifiers || asked) {
-        PyObject *argv[4] = {conn, events, end, Py_None};
-        result = PyObject_Vectorcall(g_finish, argv, 4, NULL);
-        goto done;
-    }
-#ifdef ABLATE_SPAN
-    result = Py_NewRef(Py_None);
-    goto done;
-#endif
-    if (complete(conn, d, context, events, end) == 0) {
-        result = Py_NewRef(Py_None);
-    }
-done:
-    Py_XDECREF(verifiers);
-    Py_DECREF(context);
-    return result;
-}
-
-/* The end of a handshake that completed: _conn._leave(conn, events, None). */
-static PyObject *
-leave_ok(PyObject *conn, PyObject *events)
-{
-    int64_t t;
-    if (mark(events, EXIT, &t) < 0) {
-        return NULL;
-    }
-    PyObject *end = PyLong_FromLongLong(t);
-    if (end == NULL) {
-        return NULL;
-    }
-    PyObject *result = NULL;
-    PyObject *d = PyObject_GenericGetDict(conn, NULL);
-    if (d != NULL && PyDict_SetItem(d, s_events, Py_None) == 0) {
-        /* from here on, a failure is reported and never reaches the connection */
-        result = finish_ok(conn, d, events, end);
-        if (result == NULL && recording_failed() == 0) {
-            result = Py_NewRef(Py_None);
-        }
-    }
-    Py_XDECREF(d);
-    Py_DECREF(end);
-    return result;
-}
-
-/* _detach.rearm: assign the connection (its __dict__ ``d``) its own context again, so
+/* detach.rearm: assign the connection (its __dict__ ``d``) its own context again, so
  * that OpenSSL calls back for it even if it was born (SSL_new, run without the
  * GIL) in the instant another thread's detach had cleared the context's callback. */
 static int
@@ -1002,6 +644,45 @@ fail:
     return NULL;
 }
 
+/* Mark the EXIT of the call that ended the handshake and hand the end to Python:
+ * finish.finish(conn, events, end, exc or None); its result (new ref) or NULL. */
+static PyObject *
+finish(PyObject *conn, PyObject *events, PyObject *exc)
+{
+    int64_t t;
+    if (mark(events, EXIT, &t) < 0) {
+        return NULL;
+    }
+    PyObject *end = PyLong_FromLongLong(t);
+    if (end == NULL) {
+        return NULL;
+    }
+    PyObject *argv[4] = {conn, events, end, exc != NULL ? exc : Py_None};
+    PyObject *result = PyObject_Vectorcall(g_finish, argv, 4, NULL);
+    Py_DECREF(end);
+    return result;
+}
+
+/* Raise ``rejected`` (stolen) after refusing the connection, as conn.drive does. */
+static PyObject *
+raise_rejected(PyObject *conn, PyObject *rejected)
+{
+    PyObject *refused = PyObject_CallOneArg(g_refuse, conn);
+    if (refused == NULL) {
+        Py_DECREF(rejected);
+        return NULL;
+    }
+    Py_DECREF(refused);
+    if (!PyExceptionInstance_Check(rejected)) {  /* as ``raise rejected`` would say */
+        PyErr_SetString(PyExc_TypeError, "exceptions must derive from BaseException");
+        Py_DECREF(rejected);
+        return NULL;
+    }
+    PyErr_SetObject((PyObject *)Py_TYPE(rejected), rejected);
+    Py_DECREF(rejected);
+    return NULL;
+}
+
 /* drive(conn, handshake, *args): run one do_handshake call and record it. */
 static PyObject *
 drive(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -1023,53 +704,31 @@ drive(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(events);
         return r;
     }
-    if (r == NULL) {
-        PyObject *exc = take_exception();
-        int want = PyErr_GivenExceptionMatches(exc, g_want);
-        PyObject *done = NULL;
-        int64_t t;
-        if (mark(events, EXIT, &t) == 0) {
-            if (want) {
-                done = Py_NewRef(Py_None);
-            }
-            else {
-                PyObject *end = PyLong_FromLongLong(t);
-                PyObject *argv[4] = {conn, events, end, exc};
-                done = end == NULL ? NULL : PyObject_Vectorcall(g_finish, argv, 4, NULL);
-                Py_XDECREF(end);
-            }
-        }
+    if (r != NULL) {
+        Py_DECREF(r);
+        PyObject *rejected = finish(conn, events, NULL);
         Py_DECREF(events);
-        if (done == NULL) {  /* as in Python: an error while handling replaces it */
-            Py_DECREF(exc);
-            return NULL;
+        if (rejected == NULL || rejected == Py_None) {
+            return rejected;
         }
-        Py_DECREF(done);
-        restore_exception(exc);
-        return NULL;
+        return raise_rejected(conn, rejected);
     }
-    Py_DECREF(r);
-    PyObject *rejected = leave_ok(conn, events);
+    PyObject *exc = take_exception();
+    PyObject *done;
+    if (PyErr_GivenExceptionMatches(exc, g_want)) {  /* more data needed: not the end */
+        int64_t t;
+        done = mark(events, EXIT, &t) < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    else {
+        done = finish(conn, events, exc);
+    }
     Py_DECREF(events);
-    if (rejected == NULL) {
+    if (done == NULL) {  /* as in Python: an error while handling replaces it */
+        Py_DECREF(exc);
         return NULL;
     }
-    if (rejected == Py_None) {
-        return rejected;
-    }
-    PyObject *refused = PyObject_CallOneArg(g_refuse, conn);
-    if (refused == NULL) {
-        Py_DECREF(rejected);
-        return NULL;
-    }
-    Py_DECREF(refused);
-    if (!PyExceptionInstance_Check(rejected)) {  /* as ``raise rejected`` would say */
-        PyErr_SetString(PyExc_TypeError, "exceptions must derive from BaseException");
-        Py_DECREF(rejected);
-        return NULL;
-    }
-    PyErr_SetObject((PyObject *)Py_TYPE(rejected), rejected);
-    Py_DECREF(rejected);
+    Py_DECREF(done);
+    restore_exception(exc);
     return NULL;
 }
 
@@ -1093,67 +752,38 @@ is_exception_spec(PyObject *obj)
 static int
 check_configuration(char **names, PyObject *const *v)
 {
-    static const int callables[] = {0, 1, 2, 3, 4, 11, 12, 13};  /* adopt .. sink_failed, clocks */
+    static const int callables[] = {0, 1, 2, 4, 5};  /* adopt, finish, refuse, perf, cpu */
     for (size_t k = 0; k < sizeof(callables) / sizeof(callables[0]); k++) {
         if (!PyCallable_Check(v[callables[k]])) {
             PyErr_Format(PyExc_TypeError, "%s must be callable", names[callables[k]]);
             return -1;
         }
     }
-    PyTypeObject *span_type = PyType_Check(v[5]) ? (PyTypeObject *)v[5] : NULL;
-    if (span_type == NULL || span_type->tp_new == NULL) {
-        PyErr_SetString(PyExc_TypeError, "span_type must be a class that can be instantiated");
-        return -1;
-    }
-    if (!is_exception_spec(v[8])) {
+    if (!is_exception_spec(v[3])) {
         PyErr_SetString(PyExc_TypeError, "want must be an exception class or a tuple of them");
         return -1;
-    }
-    if (!PyType_Check(v[9])) {
-        PyErr_SetString(PyExc_TypeError, "sslsocket must be a class");
-        return -1;
-    }
-    if (v[10] != Py_None
-        && (Py_TYPE(v[10])->tp_descr_get == NULL || Py_TYPE(v[10])->tp_descr_set == NULL)) {
-        PyErr_SetString(PyExc_TypeError, "msg_descr must be None or a data descriptor");
-        return -1;
-    }
-    if (PyTuple_GET_SIZE(v[14]) != N_SLOTS) {
-        PyErr_Format(PyExc_ValueError, "span_slots must be span_type's %d slots", (int)N_SLOTS);
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < N_SLOTS; i++) {
-        PyObject *descr = PyTuple_GET_ITEM(v[14], i);
-        if (!Py_IS_TYPE(descr, &PyMemberDescr_Type)
-            || !PyType_IsSubtype(span_type, PyDescr_TYPE(descr))) {
-            PyErr_SetString(PyExc_TypeError, "span_slots must be slot descriptors of span_type");
-            return -1;
-        }
     }
     return 0;
 }
 
+#define N_CONFIGURED 6
+
 static PyObject *
 configure(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {
-        "adopt", "finish", "refuse", "failed", "sink_failed", "span_type", "build",
-        "delivery", "want", "sslsocket", "msg_descr", "perf", "cpu", "unix", "span_slots", NULL,
+    static char *names[N_CONFIGURED + 1] = {
+        "adopt", "finish", "refuse", "want", "perf", "cpu", NULL,
     };
-    PyObject *v[15];
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOOOOOOOOO!", names, &v[0], &v[1],
-                                     &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9],
-                                     &v[10], &v[11], &v[12], &v[13], &PyTuple_Type, &v[14])) {
+    PyObject *v[N_CONFIGURED];
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOO", names, &v[0], &v[1], &v[2], &v[3],
+                                     &v[4], &v[5])) {
         return NULL;
     }
     if (check_configuration(names, v) < 0) {
         return NULL;
     }
-    PyObject **slots[15] = {
-        &g_adopt, &g_finish, &g_refuse, &g_failed, &g_sink_failed, &g_span_type, &g_build,
-        &g_delivery, &g_want, &g_sslsocket, &g_msg_descr, &g_perf, &g_cpu, &g_unix, &g_slots,
-    };
-    for (int i = 0; i < 15; i++) {
+    PyObject **slots[N_CONFIGURED] = {&g_adopt, &g_finish, &g_refuse, &g_want, &g_perf, &g_cpu};
+    for (int i = 0; i < N_CONFIGURED; i++) {
         Py_XSETREF(*slots[i], Py_NewRef(v[i]));
     }
     Py_RETURN_NONE;
@@ -1165,7 +795,7 @@ static PyMethodDef methods[] = {
     {"drive", (PyCFunction)(void (*)(void))drive, METH_FASTCALL,
      "Run one do_handshake call of conn (handshake(*args)) and record it."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
-     "Give the module the Python objects it calls (done once by tlstiming._recording.conn)."},
+     "Give the module the Python objects it calls (done by tlstiming._recording.accelerator)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1187,26 +817,15 @@ SPEEDUPS_INIT(void)
 {
     if (intern(&s_events, "_tlstiming_events") < 0 ||
         intern(&s_context_key, "_tlstiming_context") < 0 ||
-        intern(&s_span, "_tlstiming_span") < 0 ||
         intern(&s_certreq, "_tlstiming_certificate_request") < 0 ||
         intern(&s_ctx_attr, "_context") < 0 || intern(&s_context, "context") < 0 ||
-        intern(&s_verifiers, "_tlstiming_verifiers") < 0 ||
-        intern(&s_trust, "_tlstiming_trust") < 0 ||
-        intern(&s_on_handshake, "on_handshake") < 0 ||
-        intern(&s_sinks, "_tlstiming_sinks") < 0 ||
-        intern(&s_server_side, "server_side") < 0 ||
-        intern(&s_server_hostname, "server_hostname") < 0 ||
-        intern(&s_getpeername, "getpeername") < 0 || intern(&s_sslobj, "_sslobj") < 0 ||
-        intern(&s_user_cb, "_tlstiming_user_msg_callback") < 0 || intern(&s_ids, "ids") < 0 ||
-        intern(&s_global_sinks, "global_sinks") < 0 || intern(&s_deliver, "deliver") < 0 ||
-        intern(&s_append, "append") < 0 || intern(&s_client, "client") < 0 ||
-        intern(&s_server, "server") < 0 || intern(&s_empty_str, "") < 0 ||
-        intern(&s_read, "read") < 0 || intern(&s_write, "write") < 0) {
+        intern(&s_sslobj, "_sslobj") < 0 || intern(&s_append, "append") < 0 ||
+        intern(&s_empty_str, "") < 0 || intern(&s_read, "read") < 0 ||
+        intern(&s_write, "write") < 0) {
         return NULL;
     }
     if ((s_empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) == NULL ||
-        (c_minus_one = PyLong_FromLong(-1)) == NULL ||
-        (c_empty_tuple = PyTuple_New(0)) == NULL || (c_zero = PyLong_FromLong(0)) == NULL) {
+        (c_minus_one = PyLong_FromLong(-1)) == NULL) {
         return NULL;
     }
     if (PyType_Ready(&EventsType) < 0) {

@@ -23,6 +23,8 @@ from typing import Any
 from tlstiming._recording import conn as _conn
 from tlstiming._recording import detach as _detach
 from tlstiming._recording.connections import TimedSSLObject, TimedSSLSocket, timed_class
+from tlstiming._recording.decide import guard
+from tlstiming._recording.keys import EVENTS
 from tlstiming._recording.trust import TrustAccount
 from tlstiming._recording.verify import OnError, PeerInfo, Verdict, VerifierSpec
 from tlstiming.spans.context_stats import ContextStats
@@ -196,10 +198,10 @@ class TimedSSLContext(ssl.SSLContext):
             context=self,
             session=session,
         )
-        if _conn.EVENTS not in conn.__dict__:  # no handshake yet: read/write may drive it
+        if EVENTS not in conn.__dict__:  # no handshake yet: read/write may drive it
             _detach.rearm(conn)
             if self._tlstiming_verifiers:
-                _conn.guard(conn)
+                guard(conn)
         return conn
 
     def wrap_bio(
@@ -220,7 +222,7 @@ class TimedSSLContext(ssl.SSLContext):
         )
         _detach.rearm(conn)  # read/write may drive the handshake (see _detach.rearm)
         if self._tlstiming_verifiers:
-            _conn.guard(conn)
+            guard(conn)
         return conn
 
     # Libraries set these on a context instance; whatever they set is used,

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 from tlstiming._recording.validate import callable_arg
 
-__all__ = ["deliver", "global_sinks", "report", "report_exception", "subscribe", "unsubscribe"]
+__all__ = ["deliver", "global_sinks", "report", "subscribe", "unsubscribe"]
 
 _log = logging.getLogger("tlstiming")
 
@@ -34,31 +33,22 @@ def unsubscribe(sink: Any) -> None:
     global_sinks = tuple(sinks)
 
 
-def deliver(context: Any, span: Any) -> None:
-    """Call every sink of ``context`` and every global sink with ``span``."""
-    sinks = getattr(context, "_tlstiming_sinks", ())
-    if sinks:
+def deliver(owner: Any, span: Any) -> None:
+    """Call every sink of ``owner`` (its ``_tlstiming_sinks``) and every global sink with ``span``.
+
+    The one way a span reaches its sinks. A sink's ``Exception`` is logged
+    (:func:`report`) and the next sink still runs; anything else propagates.
+    """
+    for sinks in (getattr(owner, "_tlstiming_sinks", ()), global_sinks):
         for sink in sinks:
-            _call(sink, span)
-    if global_sinks:
-        for sink in global_sinks:
-            _call(sink, span)
-
-
-def _call(sink: Any, span: Any) -> None:
-    try:
-        sink(span)
-    except Exception:
-        report(sink, span)
-
-
-def report_exception(sink: Any, span: Any, exc: BaseException | None) -> None:
-    """Log the exception ``exc`` that ``sink`` raised for ``span``."""
-    _log.warning(
-        "tlstiming: sink %r raised; span %s dropped for it", sink, span.span_id, exc_info=exc
-    )
+            try:
+                sink(span)
+            except Exception:
+                report(sink, span)
 
 
 def report(sink: Any, span: Any) -> None:
     """Log the exception a sink just raised (call from its ``except`` block)."""
-    report_exception(sink, span, sys.exc_info()[1])
+    _log.warning(
+        "tlstiming: sink %r raised; span %s dropped for it", sink, span.span_id, exc_info=True
+    )

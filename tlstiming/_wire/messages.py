@@ -16,10 +16,10 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from tlstiming._wire.names import HELLO_RETRY_RANDOM, TLS1_3
 from tlstiming.errors import ParseError
 
 __all__ = [
-    "HELLO_RETRY_RANDOM",
     "Alert",
     "Certificate",
     "CertificateEntry",
@@ -37,13 +37,9 @@ __all__ = [
     "parse_encrypted_extensions",
     "parse_server_hello",
     "parse_server_key_exchange",
+    "sniff_server_hello",
     "split_handshake",
 ]
-
-HELLO_RETRY_RANDOM: Final = bytes.fromhex(
-    "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
-)
-"""ServerHello.random of a HelloRetryRequest: SHA-256 of ``b"HelloRetryRequest"``."""
 
 _EXT_SERVER_NAME: Final = 0
 _EXT_STATUS_REQUEST: Final = 5
@@ -322,6 +318,27 @@ def _server_key_share(data: bytes | None) -> int | None:
         r.vector(2, "key_share key", 1)
         r.end("key_share")
     return group
+
+
+_SELECTS_TLS13: Final = struct.pack(">HHH", _EXT_SUPPORTED_VERSIONS, 2, TLS1_3)
+
+
+def sniff_server_hello(message: bytes) -> tuple[bool, bool]:
+    """Tell whether a whole ServerHello message is a HelloRetryRequest, and TLS 1.3.
+
+    What naming a handshake's phases needs, read where the fields sit: it
+    never raises, and costs no parse. On a well-formed message it agrees
+    with :func:`parse_server_hello` (``hello_retry``, and ``version`` 1.3 or
+    a retry: a retry is TLS 1.3 only).
+
+    Args:
+        message: the ServerHello, handshake header included.
+
+    Returns:
+        ``(hello_retry, tls13)``.
+    """
+    hello_retry = message[6:38] == HELLO_RETRY_RANDOM
+    return hello_retry, hello_retry or _SELECTS_TLS13 in message[38:]
 
 
 def parse_server_hello(body: bytes) -> ServerHello:

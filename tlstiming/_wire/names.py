@@ -1,5 +1,9 @@
-"""Names for the numbers that appear on the TLS wire.
+"""The numbers that appear on the TLS wire, declared once, and their names.
 
+The constants are what the code compares against (content types, handshake
+types, alert levels, versions, the HelloRetryRequest random), with OpenSSL's
+pseudo content types and the markers tlstiming adds to a handshake's events;
+the C accelerator's copies are checked against them (tests/test_speedups.py).
 Every table follows the IANA "Transport Layer Security (TLS) Parameters"
 registries; names are spelled as IANA spells them (lower_snake for alerts,
 handshake types, groups and signature schemes, upper case for cipher suites),
@@ -12,16 +16,37 @@ functions never raise: unknown values get a readable fallback such as
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import IntEnum
 from typing import Final
 
 __all__ = [
+    "ALERT",
     "ALERT_DESCRIPTIONS",
+    "APPLICATION_DATA",
+    "CHANGE_CIPHER_SPEC",
     "CIPHER_SUITES",
+    "CLOSE_NOTIFY",
+    "CONTENT_TYPES",
+    "ENTER",
+    "EXIT",
     "EXTENSIONS",
+    "FATAL",
+    "HANDSHAKE",
     "HANDSHAKE_TYPES",
+    "HEARTBEAT",
+    "HELLO_RETRY_RANDOM",
+    "INNER_CONTENT_TYPE",
     "NAMED_GROUPS",
+    "RECORD_HEADER",
     "SIGNATURE_SCHEMES",
+    "SNI_END",
+    "SNI_START",
+    "TLS1_2",
+    "TLS1_3",
+    "VERIFY_END",
+    "VERIFY_START",
     "VERSIONS",
+    "HandshakeType",
     "alert_level_name",
     "alert_name",
     "cipher_name",
@@ -33,33 +58,83 @@ __all__ = [
     "version_name",
 ]
 
-HANDSHAKE_TYPES: Final[Mapping[int, str]] = {
-    0: "hello_request",
-    1: "client_hello",
-    2: "server_hello",
-    3: "hello_verify_request",
-    4: "new_session_ticket",
-    5: "end_of_early_data",
-    6: "hello_retry_request",
-    8: "encrypted_extensions",
-    11: "certificate",
-    12: "server_key_exchange",
-    13: "certificate_request",
-    14: "server_hello_done",
-    15: "certificate_verify",
-    16: "client_key_exchange",
-    20: "finished",
-    21: "certificate_url",
-    22: "certificate_status",
-    23: "supplemental_data",
-    24: "key_update",
-    25: "compressed_certificate",
-    26: "ekt_key",
-    254: "message_hash",
+# -- numbers the code compares against ---------------------------------------
+
+
+# Record content types (IANA "TLS ContentType"): plain ints, since the message
+# callback compares with them for every record.
+CHANGE_CIPHER_SPEC: Final = 20
+ALERT: Final = 21
+HANDSHAKE: Final = 22
+APPLICATION_DATA: Final = 23
+HEARTBEAT: Final = 24
+
+
+class HandshakeType(IntEnum):
+    """Handshake message types (IANA "TLS HandshakeType")."""
+
+    HELLO_REQUEST = 0
+    CLIENT_HELLO = 1
+    SERVER_HELLO = 2
+    HELLO_VERIFY_REQUEST = 3
+    NEW_SESSION_TICKET = 4
+    END_OF_EARLY_DATA = 5
+    HELLO_RETRY_REQUEST = 6
+    ENCRYPTED_EXTENSIONS = 8
+    CERTIFICATE = 11
+    SERVER_KEY_EXCHANGE = 12
+    CERTIFICATE_REQUEST = 13
+    SERVER_HELLO_DONE = 14
+    CERTIFICATE_VERIFY = 15
+    CLIENT_KEY_EXCHANGE = 16
+    FINISHED = 20
+    CERTIFICATE_URL = 21
+    CERTIFICATE_STATUS = 22
+    SUPPLEMENTAL_DATA = 23
+    KEY_UPDATE = 24
+    COMPRESSED_CERTIFICATE = 25
+    EKT_KEY = 26
+    MESSAGE_HASH = 254
+
+
+# OpenSSL's pseudo content types in the message callback: a record's header
+# (SSL3_RT_HEADER) and a TLS 1.3 record's inner content type
+# (SSL3_RT_INNER_CONTENT_TYPE; its msg_type is the inner type).
+RECORD_HEADER: Final = 256
+INNER_CONTENT_TYPE: Final = 257
+
+# Markers tlstiming adds to a handshake's events in the content type's place
+# (negative: never a content type).
+ENTER: Final = -1  # a do_handshake() call starts
+EXIT: Final = -2  # it returns
+SNI_START: Final = -3  # the server's sni_callback starts
+SNI_END: Final = -4  # it returns
+VERIFY_START: Final = -5  # a verifier starts; the event's data is its name, UTF-8
+VERIFY_END: Final = -6  # it returns
+
+FATAL: Final = 2  # the alert level that ends a connection (1 is a warning)
+CLOSE_NOTIFY: Final = 0  # the alert description of a clean close
+TLS1_2: Final = 0x0303
+TLS1_3: Final = 0x0304
+
+HELLO_RETRY_RANDOM: Final = bytes.fromhex(
+    "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
+)
+"""ServerHello.random of a HelloRetryRequest: SHA-256 of ``b"HelloRetryRequest"``."""
+
+# -- names --------------------------------------------------------------------
+
+CONTENT_TYPES: Final[Mapping[int, str]] = {
+    CHANGE_CIPHER_SPEC: "change_cipher_spec",
+    ALERT: "alert",
+    HANDSHAKE: "handshake",
+    APPLICATION_DATA: "application_data",
+    HEARTBEAT: "heartbeat",
 }
+HANDSHAKE_TYPES: Final[Mapping[int, str]] = {int(t): t.name.lower() for t in HandshakeType}
 
 ALERT_DESCRIPTIONS: Final[Mapping[int, str]] = {
-    0: "close_notify",
+    CLOSE_NOTIFY: "close_notify",
     10: "unexpected_message",
     20: "bad_record_mac",
     21: "decryption_failed",
@@ -97,7 +172,7 @@ ALERT_DESCRIPTIONS: Final[Mapping[int, str]] = {
     121: "ech_required",
 }
 
-_ALERT_LEVELS: Final[Mapping[int, str]] = {1: "warning", 2: "fatal"}
+_ALERT_LEVELS: Final[Mapping[int, str]] = {1: "warning", FATAL: "fatal"}
 
 NAMED_GROUPS: Final[Mapping[int, str]] = {
     19: "secp192r1",
@@ -168,8 +243,8 @@ CIPHER_SUITES: Final[Mapping[int, str]] = {
 }
 
 VERSIONS: Final[Mapping[int, str]] = {
-    0x0304: "1.3",
-    0x0303: "1.2",
+    TLS1_3: "1.3",
+    TLS1_2: "1.2",
     0x0302: "1.1",
     0x0301: "1.0",
     0x0300: "SSL 3.0",

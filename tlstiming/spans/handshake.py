@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from tlstiming._analysis import timeline as _timeline
-from tlstiming._wire.names import alert_name, handshake_type_name
+from tlstiming._wire.names import (
+    ALERT,
+    CHANGE_CIPHER_SPEC,
+    CONTENT_TYPES,
+    HANDSHAKE,
+    INNER_CONTENT_TYPE,
+    RECORD_HEADER,
+    alert_name,
+    handshake_type_name,
+)
 from tlstiming.spans import context_stats as _trust
 from tlstiming.spans.context_stats import ContextStats
 from tlstiming.spans.escape import escape
@@ -41,16 +50,9 @@ Direction = Literal["sent", "received"]
 
 _COMPUTE_LOCK: Final = threading.RLock()  # views may read other views
 _T = TypeVar("_T")
-_RECORD_HEADER: Final = 256
-_INNER_CONTENT_TYPE: Final = 257
-_RECORD_TYPES: Final = {
-    20: "change_cipher_spec",
-    21: "alert",
-    22: "handshake",
-    23: "application_data",
-    24: "heartbeat",
+_MESSAGE_TYPES: Final = {  # the content types whose messages the timeline lists
+    t: CONTENT_TYPES[t] for t in (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE)
 }
-_CONTENT_TYPES: Final = {20: "change_cipher_spec", 21: "alert", 22: "handshake"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -188,20 +190,28 @@ class HandshakeSpan:
 
     def __init__(
         self,
+        *,
         span_id: int,
-        server_side: bool,
+        side: _timeline.Side,
         server_hostname: str | None,
         peer: tuple[str, int] | None,
         events: Sequence[_timeline.RawEvent],
         end_ns: int,
         end_unix_ns: int,
-        error: HandshakeError | None,
+        error: HandshakeError | None = None,
         context: tuple[int, int, int, int, int, int] | None = None,
         verifications: tuple[Verification, ...] = (),
+        tiling: _timeline.Tiling | None = None,
+        facts: HandshakeFacts | None = None,
     ) -> None:
+        """Store one handshake's values; every span is built by ``spans.build.build_span``.
+
+        ``tiling`` and ``facts``, when given, are views already computed from
+        these very events (to name a failure's phase, to run verifiers).
+        """
         # Runs at the end of every handshake: plain slot stores, nothing else.
         self._id = span_id
-        self._side: _timeline.Side = "server" if server_side else "client"
+        self._side = side
         self._hostname = server_hostname
         self._peer = peer
         self._start = events[0][0]
@@ -211,11 +221,11 @@ class HandshakeSpan:
         self._context = context
         self._verifications = verifications
         self._events = events
-        self._tiling = None
+        self._tiling = tiling
         self._phases = None
         self._records = None
         self._messages = None
-        self._facts = None
+        self._facts = facts
 
     def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
@@ -311,7 +321,9 @@ class HandshakeSpan:
     @property
     def messages(self) -> tuple[Message, ...]:
         """Every handshake message, alert and change_cipher_spec, in order."""
-        return self._lazy("_messages", lambda: tuple(_messages(self._events)))
+        return self._lazy(
+            "_messages", lambda: tuple(_messages(self._events, self._tiling_().cpu_at))
+        )
 
     @property
     def records(self) -> tuple[Record, ...]:
@@ -353,10 +365,9 @@ class HandshakeSpan:
         )
 
     def _compute_facts(self) -> HandshakeFacts:
-        from tlstiming._analysis.facts import build_facts  # noqa: PLC0415
+        from tlstiming._analysis.facts import facts_of  # noqa: PLC0415
 
-        records = [(e[2], e[3], e[4], e[5]) for e in self._events if e[3] >= 0]
-        return build_facts(records, side=self._side)
+        return facts_of(self._events, self._side)
 
     def _lazy(self, slot: str, compute: Callable[[], _T]) -> _T:
         """Compute a view of the raw events once, on first read (any thread)."""
@@ -369,23 +380,30 @@ class HandshakeSpan:
                         self._events = tuple(self._events)
                     value = compute()
                     setattr(self, slot, value)
-                    if None not in (self._tiling, self._messages, self._records, self._facts):
+                    tiling = self._tiling
+                    if tiling is not None and None not in (
+                        self._messages,
+                        self._records,
+                        self._facts,
+                    ):
                         # The raw bytes can hold session tickets (a resuming
-                        # ClientHello): once every view exists, nothing needs them.
+                        # ClientHello): once every view exists, nothing needs
+                        # them, nor the per-event CPU map messages were read with.
                         self._events = ()
+                        tiling.cpu_at = {}
         return value
 
 
-def _messages(events: Sequence[_timeline.RawEvent]) -> list[Message]:
+def _messages(events: Sequence[_timeline.RawEvent], used: dict[int, int | None]) -> list[Message]:
+    """The messages of ``events``; ``used`` is their ``in_call_cpu`` (the tiling has it)."""
     out = []
-    used = _timeline.in_call_cpu(events)
     for i, (t_ns, _cpu, direction, content_type, msg_type, data) in enumerate(events):
-        kind = _CONTENT_TYPES.get(content_type)
+        kind = _MESSAGE_TYPES.get(content_type)
         if kind is None:
             continue
-        if content_type == 22:
+        if content_type == HANDSHAKE:
             name = handshake_type_name(msg_type)
-        elif content_type == 21:
+        elif content_type == ALERT:
             name = alert_name(data[1]) if len(data) > 1 else "unknown"
         else:
             name = kind
@@ -405,23 +423,23 @@ def _messages(events: Sequence[_timeline.RawEvent]) -> list[Message]:
 def _records(events: Sequence[_timeline.RawEvent]) -> list[Record]:
     out: list[Record] = []
     for t_ns, _cpu, direction, content_type, msg_type, data in events:
-        if content_type == _RECORD_HEADER and len(data) >= 5:
+        if content_type == RECORD_HEADER and len(data) >= 5:
             out.append(
                 Record(
                     t_ns=t_ns,
                     direction="sent" if direction == "write" else "received",
-                    content_type=_RECORD_TYPES.get(msg_type, f"unknown({msg_type})"),
+                    content_type=CONTENT_TYPES.get(msg_type, f"unknown({msg_type})"),
                     encrypted=False,
                     length=int.from_bytes(data[3:5], "big"),
                 )
             )
         elif (
-            content_type == _INNER_CONTENT_TYPE
+            content_type == INNER_CONTENT_TYPE
             and out
             and out[-1].content_type == "application_data"
         ):
             last = out[-1]
-            inner = _RECORD_TYPES.get(msg_type, f"unknown({msg_type})")
+            inner = CONTENT_TYPES.get(msg_type, f"unknown({msg_type})")
             out[-1] = Record(
                 t_ns=last.t_ns,
                 direction=last.direction,
