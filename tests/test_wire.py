@@ -185,6 +185,36 @@ def test_tls12_server_hello_with_alpn_and_no_extensions() -> None:
     assert _wire.parse_server_hello(bare).extensions == ()
 
 
+def _server_hellos() -> list[bytes]:
+    """Every ServerHello (HelloRetryRequests too) in the captures, header included."""
+    found = []
+    for path in sorted(DATA.glob("*.json")):
+        for _direction, content_type, kind, data in json.loads(path.read_text())["messages"]:
+            if content_type == 22 and kind == 2:
+                found.append(bytes.fromhex(data))
+    return found
+
+
+SERVER_HELLOS = [
+    *_server_hellos(),
+    b"\x02\x00\x00\x00" + server_hello(ext(43, u16s(0x0304)), random=_names.HELLO_RETRY_RANDOM),
+    b"\x02\x00\x00\x00" + server_hello(alpn(b"h2"), suite=0xC02F),
+]
+
+
+@pytest.mark.parametrize("message", SERVER_HELLOS)
+def test_sniffing_a_server_hello_agrees_with_parsing_it(message: bytes) -> None:
+    """The timeline's cheap read and the parser give one answer (the header's length aside)."""
+    hello = _wire.parse_server_hello(message[4:])
+    tls13 = hello.hello_retry or hello.version == _names.TLS1_3
+    assert _wire.sniff_server_hello(message) == (hello.hello_retry, tls13)
+
+
+def test_the_captures_hold_both_kinds_of_server_hello() -> None:
+    kinds = {_wire.sniff_server_hello(m) for m in _server_hellos()}
+    assert {(True, True), (False, True), (False, False)} <= kinds
+
+
 @pytest.mark.parametrize(
     "extension",
     [alpn(b"h2", b"http/1.1"), ext(43, b"\x03"), ext(51, u16s(29) + b"\x00")],
