@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -31,6 +32,7 @@ import tlstiming
 from tlstiming import SpanRecorder, TimedSSLContext
 from tlstiming._recording import accelerator as _accelerator
 from tlstiming._recording import conn as _conn
+from tlstiming._wire import names as _names
 from tlstiming.spans import build as _build
 
 SOURCE = Path(_conn.__file__).with_name("_speedups.c")
@@ -84,6 +86,39 @@ def test_compiles_without_warnings(tmp_path: Path) -> None:
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def _c_constants() -> dict[str, int]:
+    """The named integer constants of ``_speedups.c``: its enum members and ``#define`` s."""
+    text = re.sub(r"/\*.*?\*/", "", SOURCE.read_text(encoding="utf-8"), flags=re.DOTALL)
+    found: dict[str, int] = {}
+    for body in re.findall(r"\benum\s*\{(.*?)\}", text, re.DOTALL):
+        for name, value in re.findall(r"\b([A-Z][A-Z0-9_]*)\s*=\s*(-?\d+)", body):
+            found[name] = int(value)
+    for name, value in re.findall(r"^#define\s+([A-Z][A-Z0-9_]*)\s+(-?\d+)\s*$", text, re.M):
+        found[name] = int(value)
+    return found
+
+
+_NOT_WIRE = {"SPEEDUPS_VERSION", "DIRECT_CLOCKS", "N_CONFIGURED"}
+
+
+@pytest.mark.skipif(not SOURCE.exists(), reason="installed without the C source")
+def test_wire_numbers_in_c_are_the_ones_python_declares() -> None:
+    """Every number C compares against is named as in ``_wire.names``, with its value."""
+    declared = {n: v for n, v in vars(_names).items() if n.isupper() and type(v) is int}
+    members = {m.name: int(m) for m in _names.HandshakeType}
+    assert not declared.keys() & members.keys()  # one name, one number
+    declared.update(members)
+    constants = _c_constants()
+    wire = {name: value for name, value in constants.items() if name not in _NOT_WIRE}
+    assert {"ALERT", "HANDSHAKE", "CERTIFICATE_REQUEST", "ENTER", "EXIT"} <= wire.keys()
+    assert {n: v for n, v in wire.items() if declared.get(n) != v} == {}
+    assert constants["SPEEDUPS_VERSION"] == _accelerator.SPEEDUPS_VERSION
+    # ...and no bare number stands in for one (``x == -1 && PyErr_Occurred()`` is C's idiom)
+    code = re.sub(r"/\*.*?\*/", "", SOURCE.read_text(encoding="utf-8"), flags=re.DOTALL)
+    bare = r"\b(?:content_type|msg_type|kind)\s*[=!<>]=?\s*-?\d+(?!\s*&&\s*PyErr_Occurred)"
+    assert re.findall(bare, code) == []
 
 
 def test_pure_python_switch() -> None:
