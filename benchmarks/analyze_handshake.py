@@ -1,18 +1,21 @@
 """Where a TimedSSLContext's handshake overhead goes: interleaved ablations.
 
 An analysis tool, not a benchmark with a budget: it switches off one piece
-of ``tlstiming._recording.conn`` at a time (by replacing a private module attribute
-around each timed handshake, in this process only) and reports how many
-percentage points of the handshake each piece costs. The ablations run on
-the pure-Python hot path (the reference implementation, whose pieces are
-module attributes); the C accelerator's row is measured beside them. It
-depends on private names of the current implementation; if they change it
-says so and exits.
+of the recording at a time (by replacing a private module attribute of
+``tlstiming._recording.conn`` or ``tlstiming._recording.finish`` around each
+timed handshake, in this process only) and reports how many percentage points
+of the handshake each piece costs. The first table runs on the pure-Python
+hot path (the reference implementation, whose pieces are module attributes);
+the C accelerator's row is measured beside it. It depends on private names of
+the current implementation; if they change it says so and exits.
 
-A second part does the same for the C accelerator: it compiles
-``tlstiming/_recording/_speedups.c`` again under other module names, each with one
-``ABLATE_*`` macro that switches one piece off (needs a C compiler and
-Python's headers; skipped without them).
+A second part does the same for the C accelerator: the end of a handshake is
+the same Python code on both paths (``finish.finish``), so its pieces are
+switched off the same way; the thread CPU clock per message is switched off
+by compiling ``tlstiming/_recording/_speedups.c`` again with ``ABLATE_CPU``,
+and "everything after the handshake" by configuring a copy of it with a
+``finish`` that only ends the recording (needs a C compiler and Python's
+headers; skipped without them).
 
 A third part shows why small pieces of Python cost more than a
 micro-benchmark suggests right after a handshake: OpenSSL's work evicts the
@@ -65,7 +68,12 @@ import tlstiming
 
 _perf = time.perf_counter_ns
 _cpu = time.thread_time_ns
-PATCHED: Final = ("_cpu", "_peer", "_detach", "_leave", "_py_drive", "_py_on_message")
+PATCHED: Final = {
+    "conn": ("_cpu", "_leave", "_py_drive", "_py_on_message"),
+    "finish": ("detach", "finish"),
+}
+Patches = list[tuple[Any, dict[str, Any]]]
+"""(module, {attribute: replacement}) pairs in force around one timed handshake."""
 
 
 def _nothing(*args: Any) -> None:
@@ -76,20 +84,40 @@ def _callbacks_only(conn: Any, *args: Any) -> None:
     conn.__dict__["_tlstiming_events"] = None
 
 
-def ablations() -> dict[str, dict[str, Any]]:
-    """Variant name -> the ``tlstiming._recording.conn`` attributes it replaces."""
+def _modules() -> tuple[Any, Any]:
+    from tlstiming._recording import conn, finish
+
+    return conn, finish
+
+
+def end_ablations() -> dict[str, Patches]:
+    """The pieces of a handshake's end (the same Python code on both hot paths)."""
+    _, finish = _modules()
+    return {"- detach": [(finish, {"detach": _nothing})]}
+
+
+def ablations() -> dict[str, Patches]:
+    """Variant name -> the attributes it replaces, on the pure-Python hot path."""
+    conn, _ = _modules()
     return {
-        "tlstiming": {},  # pure Python: the reference the rows below take pieces from
-        "- thread_time_ns per message": {"_cpu": int},
-        "- getpeername": {"_peer": _nothing},
-        "- detach": {"_detach": _nothing},
-        "- everything after the handshake": {"_leave": _callbacks_only},
+        "tlstiming": [],  # pure Python: the reference the rows below take pieces from
+        "- thread_time_ns per message": [(conn, {"_cpu": int})],
+        **end_ablations(),
+        "- everything after the handshake": [(conn, {"_leave": _callbacks_only})],
     }
 
 
 @contextlib.contextmanager
-def patched(module: Any, replacements: dict[str, Any]) -> Iterator[None]:
+def patched(patches: Patches) -> Iterator[None]:
     """Replace module attributes for the duration of the block."""
+    with contextlib.ExitStack() as stack:
+        for module, replacements in patches:
+            stack.enter_context(_patched(module, replacements))
+        yield
+
+
+@contextlib.contextmanager
+def _patched(module: Any, replacements: dict[str, Any]) -> Iterator[None]:
     saved = {name: getattr(module, name) for name in replacements}
     for name, value in replacements.items():
         setattr(module, name, value)
@@ -100,14 +128,12 @@ def patched(module: Any, replacements: dict[str, Any]) -> Iterator[None]:
             setattr(module, name, value)
 
 
-def measure(
-    ctx: ssl.SSLContext, port: int, module: Any, replacements: dict[str, Any]
-) -> Callable[[], Sample]:
-    """One handshake, timed like ``bench_handshake``, with ``replacements`` in force."""
+def measure(ctx: ssl.SSLContext, port: int, patches: Patches) -> Callable[[], Sample]:
+    """One handshake, timed like ``bench_handshake``, with ``patches`` in force."""
 
     def run() -> Sample:
         sock = connect(port)
-        with patched(module, replacements):
+        with patched(patches):
             cpu = _cpu()
             start = _perf()
             tls = ctx.wrap_socket(sock, server_hostname=HOSTNAME)
@@ -122,19 +148,17 @@ def measure(
 
 def ablation_table(certs: Certs, port: int, rounds: int, batch: int) -> str:
     """Interleave plain, floor, full tlstiming and each ablation; tabulate ratios to plain."""
-    from tlstiming._recording import conn as _conn
-
     recorder = tlstiming.SpanRecorder(1000)
     plain, floor = plain_context(certs), callback_context(certs, floor_callback)
     python, bare = pure_python_context(certs, recorder), pure_python_context(certs)
     measures = {
-        "plain": measure(plain, port, _conn, {}),
-        "floor": measure(floor, port, _conn, {}),
-        "tlstiming, C accelerator": measure(timed_context(certs, recorder), port, _conn, {}),
+        "plain": measure(plain, port, []),
+        "floor": measure(floor, port, []),
+        "tlstiming, C accelerator": measure(timed_context(certs, recorder), port, []),
     }
-    for name, replacements in ablations().items():
-        measures[name] = measure(python, port, _conn, replacements)
-    measures["- sink (no sinks at all)"] = measure(bare, port, _conn, {})
+    for name, patches in ablations().items():
+        measures[name] = measure(python, port, patches)
+    measures["- sink (no sinks at all)"] = measure(bare, port, [])
     return ablation_rows(
         measures, rounds, batch, "tlstiming", ("-", "tlstiming,"), "tlstiming = pure Python"
     )
@@ -162,28 +186,26 @@ def ablation_rows(
     return table(headers, rows)
 
 
-ACCELERATOR_ABLATIONS: Final = {
+BUILDS: Final = {  # analysis builds of _speedups.c: variant -> its macro
     "C accelerator": None,
     "- thread CPU clock per message": "ABLATE_CPU",
-    "- peer address (getpeername)": "ABLATE_PEER",
-    "- detach": "ABLATE_DETACH",
-    "- sinks (SpanRecorder append and eviction)": "ABLATE_SINKS",
-    "- everything after the handshake": "ABLATE_SPAN",
+    "- everything after the handshake": None,  # configured with a finish that only ends
 }
 
 
 def build_ablations(where: Path) -> dict[str, Any] | str:
-    """Compile ``_speedups.c`` once per ablation; modules by variant, or why not."""
-    from tlstiming._recording import conn as _conn
+    """Compile ``_speedups.c`` once per build; modules by variant, or why not."""
+    from tlstiming._recording import accelerator
 
-    source = Path(_conn.__file__).with_name("_speedups.c")
+    conn, finish = _modules()
+    source = Path(conn.__file__).with_name("_speedups.c")
     cc = shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0])
     include = sysconfig.get_paths()["include"]
     if not source.exists() or cc is None or not Path(include, "Python.h").exists():
         return "skipped: needs tlstiming/_recording/_speedups.c, a C compiler and Python's headers"
     sys.path.insert(0, str(where))
     modules = {}
-    for i, (variant, macro) in enumerate(ACCELERATOR_ABLATIONS.items()):
+    for i, (variant, macro) in enumerate(BUILDS.items()):
         name = f"_ablation_{i}"
         flags = [f'-DSPEEDUPS_MODULE="{name}"', f"-DSPEEDUPS_INIT=PyInit_{name}"]
         if macro:
@@ -192,27 +214,36 @@ def build_ablations(where: Path) -> dict[str, Any] | str:
         command = [cc, "-O2", "-shared", "-fPIC", f"-I{include}", *flags, str(source)]
         subprocess.run([*command, "-o", str(target)], check=True, capture_output=True)
         module = importlib.import_module(name)
-        _conn.configure(module)
+        ends = variant == "- everything after the handshake"
+        with patched([(finish, {"finish": _callbacks_only})] if ends else []):
+            accelerator.configure(module)
         modules[variant] = module
     return modules
 
 
 def accelerator_table(certs: Certs, port: int, rounds: int, batch: int) -> str:
     """Interleave plain, floor and each accelerator ablation; tabulate ratios to plain."""
-    from tlstiming._recording import conn as _conn
-
     with tempfile.TemporaryDirectory() as where:
         modules = build_ablations(Path(where))
         if isinstance(modules, str):
             return modules
         measures = {
-            "plain": measure(plain_context(certs), port, _conn, {}),
-            "floor": measure(callback_context(certs, floor_callback), port, _conn, {}),
+            "plain": measure(plain_context(certs), port, []),
+            "floor": measure(callback_context(certs, floor_callback), port, []),
         }
-        for variant, module in modules.items():
-            sink = tlstiming.SpanRecorder(100)
-            ctx = hot_path_context(certs, sink, module.on_message, module.drive)
-            measures[variant] = measure(ctx, port, _conn, {})
+
+        def accelerated(variant: str, sink: bool = True) -> ssl.SSLContext:
+            module = modules[variant]
+            recorder = tlstiming.SpanRecorder(100) if sink else None
+            return hot_path_context(certs, recorder, module.on_message, module.drive)
+
+        full = accelerated("C accelerator")
+        for variant in modules:
+            measures[variant] = measure(accelerated(variant), port, [])
+        for variant, patches in end_ablations().items():
+            measures[variant] = measure(full, port, patches)
+        sinkless = accelerated("C accelerator", sink=False)
+        measures["- sinks (SpanRecorder append and eviction)"] = measure(sinkless, port, [])
         return ablation_rows(
             measures, rounds, batch, "C accelerator", ("-",), "SpanRecorder(100) sink"
         )
@@ -260,9 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.batch = 5, 2
-    from tlstiming._recording import conn as _conn
-
-    missing = [n for n in PATCHED if not hasattr(_conn, n)]
+    modules = dict(zip(PATCHED, _modules(), strict=True))
+    missing = [
+        f"{module}.{name}"
+        for module, names in PATCHED.items()
+        for name in names
+        if not hasattr(modules[module], name)
+    ]
     if missing:
         print(f"analyze_handshake: tlstiming internals changed ({missing}); nothing to analyse")
         return 0
