@@ -10,28 +10,33 @@ from tlstiming.cli import demo as _demo
 from tlstiming.cli import main
 
 
-def test_demo_prints_every_kind_of_handshake(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_names_every_planted_cause(capsys: pytest.CaptureFixture[str]) -> None:
+    from tlstiming.cli.demo_servers import SCENARIOS
+
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert out.count("== ") == 6
-    assert "TLS 1.2" in out and "second_round_trip" in out
-    assert "hello_retry" in out and " hrr" in out
-    assert " resumed" in out
-    assert "alpn=http/1.1 (offered h2,http/1.1)" in out
-    assert "error=ssl.SSLCertVerificationError phase=certificate" in out
+    assert out.count("\n== ") == len(SCENARIOS) == 12
+    assert "NOT NAMED" not in out
+    for scenario in SCENARIOS:
+        assert scenario.title in out
+        if scenario.expected is not None:
+            assert f"] {scenario.expected}: " in out
+    healthy = out.split("\n== ")[1]
+    assert "[warning]" not in healthy and "[error]" not in healthy
+    assert f"{len(SCENARIOS)} of {len(SCENARIOS)} servers diagnosed as planted" in out
 
 
-def test_demo_json_is_one_span_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_json_is_one_document(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--json"]) == 0
-    spans = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [s["outcome"] for s in spans] == ["ok"] * 5 + ["error"]
-    assert [s["tls.protocol.version"] for s in spans[:4]] == ["1.3", "1.3", "1.2", "1.3"]
-    assert [s["tls.resumed"] for s in spans[:2]] == [False, True]
-    assert spans[3]["tls.hello_retry"] is True
-    assert spans[3]["tls.round_trips"] == 2
-    assert spans[2]["tls.round_trips"] == 2
-    assert spans[4]["tls.next_protocol"] == "http/1.1"
-    assert spans[5]["error.type"] == "ssl.SSLCertVerificationError"
+    document = json.loads(capsys.readouterr().out)
+    assert document["all_named"] is True
+    by_name = {s["name"]: s for s in document["scenarios"]}
+    assert by_name["healthy"]["expected"] is None
+    assert all(f["severity"] == "info" for f in by_name["healthy"]["probe"]["findings"])
+    ids = {f["id"] for f in by_name["hello_retry"]["probe"]["findings"]}
+    assert "tls.hello_retry" in ids
+    handshake = by_name["tls12"]["probe"]["runs"][0]["handshake"]
+    assert handshake["tls.protocol.version"] == "1.2"
 
 
 def test_probe_times_a_real_server(capsys: pytest.CaptureFixture[str]) -> None:

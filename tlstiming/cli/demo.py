@@ -8,20 +8,18 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
-from tlstiming._recording.context import create_default_context
+from tlstiming.cli.options import Target
+from tlstiming.cli.probe import ProbeOptions, ProbeRun, build_context, probe_once
+from tlstiming.cli.report import probe_json, probe_text
+from tlstiming.diagnosis import Finding, diagnose, severity_rank
 from tlstiming.recorder import SpanRecorder
-from tlstiming.spans.escape import escape
-from tlstiming.spans.handshake import HandshakeSpan
-from tlstiming.spans.render import waterfall
 from tlstiming.testing.pki import LocalPKI
 
 __all__ = ["DemoPKI", "LoopbackServer", "demo_pki", "run"]
-
-_Tweak = Callable[[ssl.SSLContext], None]
 
 
 class DemoPKI:
@@ -91,68 +89,64 @@ def _answer(context: ssl.SSLContext, raw: socket.socket, greeting: bytes) -> Non
         return
 
 
-def _show(span: HandshakeSpan | None, as_json: bool, out: TextIO) -> None:
-    if span is None:
-        out.write("(no span recorded)\n")
-    elif as_json:
-        out.write(json.dumps(span.to_dict()) + "\n")
-    else:
-        out.write(waterfall(span) + "\n\n")
-
-
-def _error_text(exc: BaseException) -> str:
-    """``Type: message``, escaped: the message can quote the peer (names, verifier reasons)."""
-    return escape(f"{type(exc).__name__}: {exc}")
-
-
-def _connect(
-    context: ssl.SSLContext, port: int, hostname: str, session: ssl.SSLSession | None = None
-) -> ssl.SSLSession | None:
-    """Handshake, read the greeting (and with it any TLS 1.3 ticket), return the session."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname=hostname, session=session) as conn:
-            conn.recv(16)
-            return conn.session
-
-
 def run(*, as_json: bool, out: TextIO) -> int:
-    """The demo: handshakes of different kinds against embedded loopback servers."""
+    """Probe every demo server; show each waterfall and its findings.
 
-    def cap_tls12(ctx: ssl.SSLContext) -> None:
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    Returns:
+        0 when every planted cause was named and the healthy server has no
+        finding at warning or above, else 1.
+    """
+    from tlstiming.cli.demo_servers import SCENARIOS  # noqa: PLC0415
+    from tlstiming.testing import LocalPKI  # noqa: PLC0415
 
-    def only_p384(ctx: ssl.SSLContext) -> None:
-        ctx.set_ecdh_curve("secp384r1")
+    results = []
+    with LocalPKI.temporary() as pki:
+        for scenario in SCENARIOS:
+            with contextlib.ExitStack() as stack:
+                started = scenario.start(pki, stack)
+                results.append((scenario, *_probe(started)))
+    named = [_named(scenario.expected, findings) for scenario, _, findings in results]
+    if as_json:
+        document = {
+            "scenarios": [
+                {
+                    "name": scenario.name,
+                    "title": scenario.title,
+                    "expected": scenario.expected,
+                    "named": ok,
+                    "probe": probe_json(_TARGET, runs, findings, [], -1),
+                }
+                for (scenario, runs, findings), ok in zip(results, named)
+            ],
+            "all_named": all(named),
+        }
+        out.write(json.dumps(document) + "\n")
+    else:
+        for (scenario, runs, findings), ok in zip(results, named):
+            out.write(f"\n== {scenario.title}\n")
+            probe_text(_TARGET, runs, findings, [], out)
+            want = scenario.expected or "no finding at warning or above"
+            out.write(f"   {'named' if ok else 'NOT NAMED'}: {want}\n")
+        out.write(f"\n{sum(named)} of {len(named)} servers diagnosed as planted\n")
+    return 0 if all(named) else 1
 
-    def only_http11(ctx: ssl.SSLContext) -> None:
-        ctx.set_alpn_protocols(["http/1.1"])
 
-    scenarios: list[tuple[str, _Tweak | None, str, bool]] = [
-        ("TLS 1.3, full handshake", None, "localhost", False),
-        ("TLS 1.3, resumed with the ticket of the one above", None, "localhost", True),
-        ("TLS 1.2: a second round trip", cap_tls12, "localhost", False),
-        ("HelloRetryRequest: the server wants secp384r1", only_p384, "localhost", False),
-        ("ALPN: h2 offered, the server falls back to http/1.1", only_http11, "localhost", False),
-        ("Failing: certificate not valid for the name asked", None, "wrong.example", False),
-    ]
-    recorder = SpanRecorder()
-    with demo_pki() as pki:
-        client = create_default_context(cafile=pki.ca_file)
-        client.set_alpn_protocols(["h2", "http/1.1"])
-        client.add_sink(recorder)
-        session: ssl.SSLSession | None = None
-        shared = pki.server_context()  # one context, so its session tickets stay valid
-        for title, tweak, hostname, resume in scenarios:
-            server_context = shared if tweak is None else pki.server_context()
-            if tweak is not None:
-                tweak(server_context)
-            if not as_json:
-                out.write(f"== {title}\n")
-            with LoopbackServer(server_context) as server:
-                try:
-                    session = _connect(client, server.port, hostname, session if resume else None)
-                except (OSError, ssl.SSLError) as exc:
-                    if not as_json:
-                        out.write(f"   caller got: {_error_text(exc)}\n")
-            _show(recorder.spans[-1] if recorder.spans else None, as_json, out)
-    return 0
+_TARGET = "localhost"
+
+
+def _probe(started: Any) -> tuple[list[ProbeRun], tuple[Finding, ...]]:
+    options = ProbeOptions(
+        target=Target("localhost", started.port, "https", "/"),
+        cafile=started.cafile,
+        ocsp=started.ocsp,
+        timeout=3.0,
+    )
+    recorder = SpanRecorder(maxlen=4)
+    run = probe_once(options, build_context(options, recorder), recorder)
+    return [run], diagnose([run.request])
+
+
+def _named(expected: str | None, findings: tuple[Finding, ...]) -> bool:
+    if expected is None:
+        return not any(severity_rank(f.severity) >= 1 for f in findings)
+    return any(f.id == expected for f in findings)

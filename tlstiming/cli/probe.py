@@ -121,7 +121,8 @@ def build_context(options: ProbeOptions, recorder: SpanRecorder) -> TimedSSLCont
     if options.ocsp:
         from tlstiming.verifiers import OCSPVerifier  # noqa: PLC0415
 
-        context.add_verifier(OCSPVerifier(timeout=min(options.timeout, 5.0)))
+        # Half the probe's deadline at most: the check runs inside the handshake it bounds.
+        context.add_verifier(OCSPVerifier(timeout=min(options.timeout / 2, 5.0)))
     context.add_sink(recorder)
     return context
 

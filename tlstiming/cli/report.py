@@ -79,7 +79,7 @@ def findings_text(findings: Sequence[Finding]) -> list[tuple[str, str]]:
         lines.append((f"[{f.severity}] {f.id}: {f.title}", _STYLE[f.severity]))
         shown = ", ".join(f"{k}={_value(v)}" for k, v in f.evidence)
         lines.append((f"    evidence: {shown}", ""))
-        lines.append((f"    fix ({f.side}): {f.hint}", ""))
+        lines.append((f"    fix: {f.hint}", ""))
         lines.append((f"    see {f.docs}", "dim"))
     return lines
 
@@ -140,13 +140,11 @@ def _run_text(console: Any, n: int, run: ProbeRun) -> None:
         for line in waterfall(run.handshake).splitlines():
             console.print("  " + line)
     first = phases.get("wait_first_byte")
-    if first is not None and request.status_code is not None:
-        head = f"{escape(request.http_version or '')} {request.status_code}"
-        console.print(f"  first byte {head} after {_ms(first.duration_ns)} ms")
-    elif first is not None and request.http_version:
-        console.print(
-            f"  first byte ({escape(request.http_version)}) after {_ms(first.duration_ns)} ms"
-        )
+    if first is not None and request.http_version:
+        status = f" {request.status_code}" if request.status_code is not None else ""
+        version = escape(request.http_version)
+        version = version if version.startswith("HTTP") else f"HTTP/{version}"
+        console.print(f"  first byte {version}{status} after {_ms(first.duration_ns)} ms")
     if run.failure is not None:
         console.print(f"  failed ({run.failure}): {escape(run.message or '')}", style="bold red")
 
