@@ -231,8 +231,8 @@ def probe_options(args: argparse.Namespace) -> Any:
 
 def _probe(args: argparse.Namespace, out: TextIO) -> int:
     from tlstiming.cli.probe import build_context, probe_once  # noqa: PLC0415
-    from tlstiming.cli.report import EXIT_CODES, probe_json, probe_text, slo_misses  # noqa: PLC0415
-    from tlstiming.diagnosis import diagnose, severity_rank  # noqa: PLC0415
+    from tlstiming.cli.report import exit_code, probe_json, probe_text, slo_misses  # noqa: PLC0415
+    from tlstiming.diagnosis import diagnose  # noqa: PLC0415
     from tlstiming.recorder import SpanRecorder  # noqa: PLC0415
 
     options = probe_options(args)
@@ -246,14 +246,7 @@ def _probe(args: argparse.Namespace, out: TextIO) -> int:
         session = run.session or session
     findings = diagnose([run.request for run in runs])
     misses = slo_misses(runs, args.slo)
-    if any(run.failure for run in runs):
-        code = EXIT_CODES["failed"]
-    elif misses:
-        code = EXIT_CODES["slo"]
-    elif any(severity_rank(f.severity) >= 1 for f in findings):
-        code = EXIT_CODES["findings"]
-    else:
-        code = EXIT_CODES["ok"]
+    code = exit_code(runs, findings, misses)
     target = options.target.shown
     if args.json:
         out.write(json.dumps(probe_json(target, runs, findings, misses, code)) + "\n")

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from tlstiming.cli.options import Target
 from tlstiming.cli.probe import ProbeOptions, ProbeRun, build_context, probe_once
-from tlstiming.cli.report import probe_json, probe_text
+from tlstiming.cli.report import exit_code, probe_json, probe_text
 from tlstiming.diagnosis import Finding, diagnose, severity_rank
 from tlstiming.recorder import SpanRecorder
 from tlstiming.testing.pki import LocalPKI
@@ -114,15 +114,15 @@ def run(*, as_json: bool, out: TextIO) -> int:
                     "title": scenario.title,
                     "expected": scenario.expected,
                     "named": ok,
-                    "probe": probe_json(_TARGET, runs, findings, [], -1),
+                    "probe": probe_json(_TARGET, runs, findings, [], exit_code(runs, findings, [])),
                 }
-                for (scenario, runs, findings), ok in zip(results, named)
+                for (scenario, runs, findings), ok in zip(results, named, strict=True)
             ],
             "all_named": all(named),
         }
         out.write(json.dumps(document) + "\n")
     else:
-        for (scenario, runs, findings), ok in zip(results, named):
+        for (scenario, runs, findings), ok in zip(results, named, strict=True):
             out.write(f"\n== {scenario.title}\n")
             probe_text(_TARGET, runs, findings, [], out)
             want = scenario.expected or "no finding at warning or above"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from tlstiming.cli.probe import ProbeRun
-from tlstiming.diagnosis import Finding
+from tlstiming.diagnosis import Finding, severity_rank
 from tlstiming.diagnosis.budget import percentile
 from tlstiming.spans.escape import escape
 from tlstiming.spans.render import waterfall
@@ -29,6 +29,18 @@ EXIT_CODES = {
     "slo": 4,
 }
 """``tlstiming probe`` exit statuses (docs/cli.md)."""
+
+
+def exit_code(runs: Sequence[ProbeRun], findings: Sequence[Finding], misses: Sequence[str]) -> int:
+    """The probe's exit status: failed 3, SLO missed 4, findings at warning or above 1, else 0."""
+    if any(run.failure for run in runs):
+        return EXIT_CODES["failed"]
+    if misses:
+        return EXIT_CODES["slo"]
+    if any(severity_rank(f.severity) >= 1 for f in findings):
+        return EXIT_CODES["findings"]
+    return EXIT_CODES["ok"]
+
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
