@@ -130,7 +130,9 @@ def callback_context(certs: Certs, callback: Callable[..., None]) -> ssl.SSLCont
     return ctx
 
 
-def timed_context(certs: Certs, sink: tlstiming.Sink | None = None) -> tlstiming.TimedSSLContext:
+def timed_context(
+    certs: Certs, sink: tlstiming.Sink[tlstiming.HandshakeSpan] | None = None
+) -> tlstiming.TimedSSLContext:
     """``tlstiming.create_default_context()`` trusting the benchmark CA, with ``sink`` added."""
     ctx = tlstiming.create_default_context(cafile=certs.ca_pem)
     if sink is not None:
@@ -139,7 +141,7 @@ def timed_context(certs: Certs, sink: tlstiming.Sink | None = None) -> tlstiming
 
 
 def hot_path_context(
-    certs: Certs, sink: tlstiming.Sink | None, on_message: Any, drive: Any
+    certs: Certs, sink: tlstiming.Sink[tlstiming.HandshakeSpan] | None, on_message: Any, drive: Any
 ) -> tlstiming.TimedSSLContext:
     """:func:`timed_context` recording through the given hot path (private seams).
 
@@ -159,7 +161,7 @@ def hot_path_context(
 
 
 def pure_python_context(
-    certs: Certs, sink: tlstiming.Sink | None = None
+    certs: Certs, sink: tlstiming.Sink[tlstiming.HandshakeSpan] | None = None
 ) -> tlstiming.TimedSSLContext:
     """:func:`timed_context` recording with the pure-Python hot path."""
     return hot_path_context(certs, sink, _conn._py_on_message, _conn._py_drive)

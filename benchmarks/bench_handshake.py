@@ -91,7 +91,7 @@ def measure(ctx: ssl.SSLContext, port: int, counts: list[int]) -> Callable[[], S
     return run
 
 
-def reading_phases(recorder: tlstiming.SpanRecorder) -> tlstiming.Sink:
+def reading_phases(recorder: tlstiming.SpanRecorder) -> tlstiming.Sink[tlstiming.HandshakeSpan]:
     """A sink that keeps the span and reads its phases (materialising it)."""
 
     def sink(span: tlstiming.HandshakeSpan) -> None:

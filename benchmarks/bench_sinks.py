@@ -97,11 +97,15 @@ def measure(ctx: Any, port: int, after: Callable[[], object] | None = None) -> C
 
 
 @contextlib.contextmanager
-def sinks(devnull: Any, directory: str) -> Iterator[dict[str, tlstiming.Sink]]:
+def sinks(
+    devnull: Any, directory: str
+) -> Iterator[dict[str, tlstiming.Sink[tlstiming.HandshakeSpan]]]:
     """name -> a configured sink (closed on exit)."""
     import structlog
 
-    made: dict[str, tlstiming.Sink] = {"tlstiming": tlstiming.SpanRecorder(1000)}
+    made: dict[str, tlstiming.Sink[tlstiming.HandshakeSpan]] = {
+        "tlstiming": tlstiming.SpanRecorder(1000)
+    }
     slog = structlog.wrap_logger(
         structlog.PrintLogger(devnull),
         processors=[

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
         Message,
         Phase,
         Record,
-        Sink,
     )
+    from tlstiming.spans.protocols import Sink
     from tlstiming.spans.request import ConnectAttempt, ConnectionInfo, RequestError, RequestSpan
     from tlstiming.spans.verification import Verification
 
@@ -61,7 +61,7 @@ _WHERE: dict[str, str] = {
     "RequestError": "tlstiming.spans.request",
     "RequestSpan": "tlstiming.spans.request",
     "SCHEMA_VERSION": "tlstiming.spans",
-    "Sink": "tlstiming.spans",
+    "Sink": "tlstiming.spans.protocols",
     "SpanRecorder": "tlstiming.recorder",
     "TLSTimingError": "tlstiming.errors",
     "TimedSSLContext": "tlstiming.context",

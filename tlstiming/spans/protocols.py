@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeAlias
 
+from typing_extensions import TypeVar
+
 from tlstiming.spans.handshake import HandshakeSpan
 from tlstiming.spans.request import RequestSpan
 
@@ -17,22 +19,27 @@ __all__ = ["Sink", "Span", "SpanLike"]
 Span: TypeAlias = HandshakeSpan | RequestSpan
 """Every span kind tlstiming delivers: ``tls.handshake`` and ``http.request`` spans."""
 
+S_contra = TypeVar("S_contra", contravariant=True, default=Span)
 
-class Sink(Protocol):
-    """A callable that receives finished spans; one protocol for every span kind.
 
-    A global sink (``tlstiming.subscribe``) gets the handshake spans of every
-    context and the request spans of ``tlstiming.httpx`` transports: tell them
-    apart by ``span.kind``. A sink written for this protocol fits everywhere a
-    sink is taken (a context's ``add_sink``, a transport's ``sinks=``). It runs
-    on the thread that finished the span and must not block for long: wrap
-    slow work in :class:`tlstiming.sinks.BackgroundSink`. An exception it
-    raises is reported on the ``tlstiming`` logger, never raised into the
-    connection.
+class Sink(Protocol[S_contra]):
+    """A callable that receives finished spans: one protocol for every span kind.
+
+    ``Sink`` takes every kind: a global sink (``tlstiming.subscribe``) gets
+    the handshake spans of every context and the request spans of
+    ``tlstiming.httpx`` transports; tell them apart by ``span.kind``. Such a
+    sink fits everywhere a sink is taken. ``Sink[HandshakeSpan]`` is what a
+    context's ``add_sink`` takes (it delivers handshake spans only),
+    ``Sink[RequestSpan]`` what a transport's ``sinks=`` takes.
+
+    A sink runs on the thread that finished the span and must not block for
+    long: wrap slow work in :class:`tlstiming.sinks.BackgroundSink`. An
+    exception it raises is reported on the ``tlstiming`` logger, never raised
+    into the connection.
     """
 
-    def __call__(self, span: Span, /) -> None:
-        """Take one span (read it; never keep a reference you mutate)."""
+    def __call__(self, span: S_contra, /) -> None:
+        """Take one span (spans are immutable; read what you need)."""
 
 
 class SpanLike(Protocol):
@@ -56,3 +63,8 @@ class SpanLike(Protocol):
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of ``docs/schema.md``."""
+
+
+for _protocol in (Sink, SpanLike):
+    _protocol.__module__ = "tlstiming.typing"  # their public home
+del _protocol

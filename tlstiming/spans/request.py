@@ -73,6 +73,9 @@ class URLLike(Protocol):
     def raw_path(self) -> bytes: ...
 
 
+URLLike.__module__ = "tlstiming.typing"  # its public home
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectAttempt:
     """One TCP connect to one resolved address.
