@@ -140,11 +140,15 @@ class Table(Generic[S, R]):
         self.kind = kind
         self._parts = parts
         self.fields: tuple[Field[R], ...] = tuple(fields)
-        self._nested = [
-            (f.key, f.get, f.unit == "objects", _NESTED.get(f.unit))
-            for f in self.fields
-            if f.unit != "flat"
-        ]
+        # Nested rows: (key, getter, converter) with the timeline and without (objects: None).
+        self._nested = {
+            timeline: [
+                (f.key, f.get if timeline or f.unit != "objects" else _none, _NESTED.get(f.unit))
+                for f in self.fields
+                if f.unit != "flat"
+            ]
+            for timeline in (True, False)
+        }
         # Flat rows: (key, getter, writer) for a span on its own, joined to another, without
         # its nested spans.
         self._flat = {
@@ -156,13 +160,8 @@ class Table(Generic[S, R]):
         """``span`` as ``to_dict()``: with ``timeline=False``, ``objects`` rows are ``None``."""
         out: dict[str, Any] = {}
         parts = self._parts(span)
-        for key, get, objects, convert in self._nested:
-            if objects and not timeline:
-                out[key] = None
-            elif convert is None:
-                out[key] = get(parts)
-            else:
-                out[key] = convert(span, get(parts))
+        for key, get, convert in self._nested[timeline]:
+            out[key] = get(parts) if convert is None else convert(span, get(parts))
         return out
 
     def flat(self, span: S, *, nested_spans: bool = True) -> dict[str, Any]:
@@ -272,6 +271,10 @@ def _verifications(span: Any, verifications: Sequence[Any]) -> list[dict[str, An
         }
         for v in verifications
     ]
+
+
+def _none(_parts: Any) -> None:
+    return None
 
 
 def _to_dict(_span: Any, nested: Any) -> Any:
