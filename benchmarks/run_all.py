@@ -20,6 +20,7 @@ BENCHMARKS: Final = (
     "bench_datapath.py",
     "bench_memory.py",
     "bench_sinks.py",
+    "bench_format.py",
     "bench_httpx.py",
 )
 ANALYSIS: Final = "analyze_handshake.py"
