@@ -182,34 +182,34 @@ def test_structured_output_keeps_the_raw_values(spans: Spans) -> None:
 # -- the command line ------------------------------------------------------------------
 
 
-def test_cli_probe_output_is_escaped(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """The peer's certificate name and the SNI name reach the error and the waterfall."""
-    with evil_server() as (port, ca_pem, _):
-        cafile = tmp_path / "ca.pem"
-        cafile.write_text(ca_pem)
-        argv = ["probe", f"127.0.0.1:{port}", "--servername", EVIL_HOST]
-        status = cli.main([*argv, "--alpn", f"{EVIL_ALPN},h2", "--cafile", str(cafile)])
+def test_cli_probe_output_is_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    """The peer's certificate name reaches the findings (untrusted chain) and the error."""
+    with evil_server() as (port, _, _):
+        status = cli.main(["probe", f"127.0.0.1:{port}", "--servername", "localhost"])
     out = capsys.readouterr().out
-    assert status == 1  # the name does not match the certificate
-    assert out.startswith("handshake failed: SSLCertVerificationError: ")
-    assert escape(EVIL_HOST) in out
+    assert status == 3  # the chain leads to no CA this client trusts
+    assert "handshake failed: SSLCertVerificationError: " in out
+    assert escape(f"CN={EVIL_CN}") in out
     assert_safe(out)
 
 
-def test_cli_json_output_is_escaped_by_json(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+def test_cli_json_output_is_escaped_by_json(capsys: pytest.CaptureFixture[str]) -> None:
+    with evil_server() as (port, _, _):
+        cli.main(["probe", f"127.0.0.1:{port}", "--servername", "localhost", "--json"])
+    out = capsys.readouterr().out
+    assert_safe(out)
+    document = json.loads(out)  # one document, nothing before or after it
+    handshake = document["runs"][0]["handshake"]
+    assert handshake["tls.server.subject"] == f"CN={EVIL_CN}"  # raw, JSON-escaped
+
+
+def test_cli_refuses_a_servername_with_control_characters(
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with evil_server() as (port, ca_pem, _):
-        cafile = tmp_path / "ca.pem"
-        cafile.write_text(ca_pem)
-        argv = ["probe", f"127.0.0.1:{port}", "--servername", EVIL_HOST, "--json"]
-        cli.main([*argv, "--cafile", str(cafile)])
-    out = capsys.readouterr().out
-    assert_safe(out)
-    error, data, end = out.split("\n")
-    assert error.startswith("handshake failed: ")
-    assert json.loads(data)["server.address"] == EVIL_HOST  # the raw value, JSON-escaped
-    assert end == ""
+    assert cli.main(["probe", "127.0.0.1:9", "--servername", EVIL_HOST]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert_safe(err)
 
 
 # -- the pytest plugin -----------------------------------------------------------------
