@@ -1,4 +1,4 @@
-"""Small pieces the sinks share (pure)."""
+"""What the sinks share: level choice, thresholds, deadlines, and their base, Emitter."""
 
 from __future__ import annotations
 

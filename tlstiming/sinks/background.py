@@ -31,13 +31,8 @@ _STOP: Final = object()
 _copy_context = contextvars.copy_context
 
 
-class _Worker(threading.local):
-    """Whether this thread is a sink worker (then a BackgroundSink runs its sink inline)."""
-
-    active = False
-
-
-_worker: Final = _Worker()
+_workers: Final[set[int]] = set()  # the thread ids of running sink workers
+_get_ident = threading.get_ident
 
 
 class BackgroundSink(Generic[S]):
@@ -105,7 +100,7 @@ class BackgroundSink(Generic[S]):
 
     def __call__(self, span: S) -> None:
         """Queue ``span`` for the worker (inline on a sink worker); drop it if full or closed."""
-        if _worker.active and not self._closed:
+        if _get_ident() in _workers and not self._closed:  # on a sink worker: run it here
             self._deliver(span)
             return
         q = self._queue if self._queue is not None else self._start()
@@ -126,19 +121,23 @@ class BackgroundSink(Generic[S]):
             return self._queue
 
     def _run(self) -> None:
-        _worker.active = True
         assert self._queue is not None
         get, deliver = self._queue.get, self._deliver
-        while True:
-            context, item = get()
-            if item is _STOP:
-                return
-            if isinstance(item, threading.Event):
-                item.set()
-            elif context is None:
-                deliver(item)
-            else:
-                context.run(deliver, item)
+        me = _get_ident()
+        _workers.add(me)
+        try:
+            while True:
+                context, item = get()
+                if item is _STOP:
+                    return
+                if isinstance(item, threading.Event):
+                    item.set()
+                elif context is None:
+                    deliver(item)
+                else:
+                    context.run(deliver, item)
+        finally:
+            _workers.discard(me)
 
     def _deliver(self, span: S) -> None:
         """Run the sink on ``span``; report and count an exception."""
