@@ -312,7 +312,7 @@ def _url(_out: dict[str, Any], put: _Put, key: str, url: str | None) -> None:
 
 
 def _ns(_out: dict[str, Any], put: _Put, key: str, ns: int | None) -> None:
-    put(key, None if ns is None else round(ns / 1e6, 3))
+    put(key, ms(ns))
 
 
 def _strings(_out: dict[str, Any], put: _Put, key: str, values: Sequence[str]) -> None:
@@ -321,7 +321,7 @@ def _strings(_out: dict[str, Any], put: _Put, key: str, values: Sequence[str]) -
 
 def _flat_phases(_out: dict[str, Any], put: _Put, prefix: str, phases: Sequence[Any]) -> None:
     for p in phases:
-        put(f"{prefix}{p.name}_ms", round(p.duration_ns / 1e6, 3))
+        put(f"{prefix}{p.name}_ms", ms(p.duration_ns))
 
 
 def _flat_verifications(_out: dict[str, Any], put: _Put, prefix: str, runs: Sequence[Any]) -> None:
@@ -335,7 +335,7 @@ def _span_ref(_out: dict[str, Any], put: _Put, key: str, nested: Any) -> None:
         put(key, None)
     else:
         put(f"{key}.span_id", nested.span_id)
-        put(f"{key}.duration_ms", round(nested.duration_ns / 1e6, 3))
+        put(f"{key}.duration_ms", ms(nested.duration_ns))
 
 
 _FLAT: Final[dict[str, _Write]] = {
