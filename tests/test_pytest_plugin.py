@@ -581,3 +581,68 @@ def test_docs_list_the_public_testing_api() -> None:
     text = (HERE.parent / "docs" / "pytest.md").read_text()
     documented = set(re.findall(r"^\| `([A-Za-z_]+)` \|", text, re.MULTILINE))
     assert set(tlstiming.testing.__all__) <= documented
+
+
+# -- findings ------------------------------------------------------------------------
+
+
+FINDINGS = """
+import socket
+import pytest
+
+def connect(server, alpn=None):
+    context = server.client_context(alpn=alpn)
+    with socket.create_connection(server.address) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost"):
+            pass
+
+@pytest.mark.tls_findings()
+def test_healthy(tls_server):
+    connect(tls_server())
+
+@pytest.mark.tls_findings()
+def test_hello_retry(tls_server):
+    connect(tls_server(hello_retry=True))
+
+@pytest.mark.tls_findings(severity=None, ids=["tls.alpn_h2_not_selected"])
+def test_forbidden_info(tls_server):
+    connect(tls_server(alpn=["http/1.1"]), alpn=["http/1.1", "h2"])
+
+@pytest.mark.tls_findings(severity="error")
+def test_warnings_allowed(tls_server):
+    connect(tls_server(tls_max="1.2"))
+
+@pytest.mark.handshake_budget(max_round_trips=1)
+def test_budget_names_the_cause(tls_server):
+    connect(tls_server(hello_retry=True))
+"""
+
+
+def test_findings_marker_and_budget_messages(inner: pytest.Pytester) -> None:
+    inner.makepyfile(FINDINGS)
+    result = run(inner)
+    result.assert_outcomes(passed=2, failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_hello_retry*",
+            "*1 finding(s) over 1 span(s):",
+            "*[[]warning] tls.hello_retry: HelloRetryRequest: the server wanted a key share for secp384r1*",
+            "*evidence: key_share_groups_offered=*",
+            "*docs/diagnosis.md#tlshello_retry*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*[[]info] tls.alpn_h2_not_selected*"])
+    result.stdout.fnmatch_lines(
+        ["*round trips: 2 > budget 1*", "*findings (docs/diagnosis.md):*", "*tls.hello_retry*"]
+    )
+
+
+def test_assert_no_findings_refuses_bad_arguments() -> None:
+    spans = SpanList([])
+    spans.assert_no_findings()  # nothing to find in no spans
+    with pytest.raises(ValueError, match="severity"):
+        spans.assert_no_findings("fatal")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="one string"):
+        spans.assert_no_findings(ids="tls.hello_retry")
+    with pytest.raises(ValueError, match="unknown finding ids"):
+        spans.assert_no_findings(ids=["tls.hello_rety"])

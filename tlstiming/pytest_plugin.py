@@ -29,6 +29,11 @@ __all__ = [
 ]
 
 MARKER: Final = "handshake_budget"
+FINDINGS_MARKER: Final = "tls_findings"
+_FINDINGS_HELP: Final = (
+    f"{FINDINGS_MARKER}(severity='warning', ids=(), host=None, side=None): fail the test if "
+    "the TLS spans it produced have a finding at or above severity, or one of ids (tlstiming)"
+)
 _SELECT: Final[tuple[str, ...]] = ("host", "side")
 _REPORT_KEY: Final = "tlstiming_report"
 _MARKER_HELP: Final = (
@@ -57,6 +62,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER_HELP)
+    config.addinivalue_line("markers", _FINDINGS_HELP)
     if config.getoption("--tls-timing-report") or config.getoption("--tls-timing-json"):
         config.pluginmanager.register(_Report(config), "tlstiming-report")
 
@@ -121,14 +127,19 @@ def _budgets(item: pytest.Item) -> list[tuple[Budget, dict[str, Any]]]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """Capture the spans of a marked test's call phase; check its budgets after it."""
+    """Capture the spans of a marked test's call phase; check its budgets and findings after it."""
     budgets = _budgets(item) if item.get_closest_marker(MARKER) else []
-    if not budgets:
+    forbidden = list(item.iter_markers(FINDINGS_MARKER))
+    if not budgets and not forbidden:
         return (yield)
     from tlstiming.testing import SpanCapture  # noqa: PLC0415
 
     with SpanCapture() as capture:
         result = yield
+    for mark in forbidden:
+        message = _findings_failure(capture, mark)
+        if message:
+            pytest.fail(message, pytrace=False)
     for budget, select in budgets:
         spans = capture.handshakes.filter(**select)
         if not spans:
@@ -141,6 +152,24 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         if message:
             pytest.fail(message, pytrace=False)
     return result
+
+
+def _findings_failure(capture: SpanCapture, mark: pytest.Mark) -> str | None:
+    from tlstiming.testing import FindingsError  # noqa: PLC0415
+
+    if mark.args:
+        raise TypeError(f"@pytest.mark.{FINDINGS_MARKER} takes keyword arguments only")
+    options = dict(mark.kwargs)
+    severity = options.pop("severity", "warning")
+    ids = options.pop("ids", ())
+    select = {k: options.pop(k) for k in ("host", "side") if options.get(k) is not None}
+    if options:
+        raise TypeError(f"@pytest.mark.{FINDINGS_MARKER}: unknown arguments {sorted(options)}")
+    try:
+        capture.filter(**select).assert_no_findings(severity, ids=ids)
+    except FindingsError as exc:
+        return str(exc)
+    return None
 
 
 def _failure(spans: SpanList, budget: Budget) -> str | None:

@@ -89,17 +89,10 @@ def findings_text(findings: Sequence[Finding]) -> list[tuple[str, str]]:
     lines = []
     for f in findings:
         lines.append((f"[{f.severity}] {f.id}: {f.title}", _STYLE[f.severity]))
-        shown = ", ".join(f"{k}={_value(v)}" for k, v in f.evidence)
-        lines.append((f"    evidence: {shown}", ""))
+        lines.append((f"    evidence: {f.evidence_text()}", ""))
         lines.append((f"    fix: {f.hint}", ""))
         lines.append((f"    see {f.docs}", "dim"))
     return lines
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, tuple):
-        return escape(",".join(value) or "-")
-    return escape("-" if value is None else str(value))
 
 
 def probe_text(

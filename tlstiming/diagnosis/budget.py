@@ -226,4 +226,19 @@ def failure_message(spans: Sequence[Any], budget: Budget, violations: list[Viola
         lines += ["    " + line for line in _render(span).splitlines()]
     if len(offenders) > _SHOWN:
         lines.append(f"... and {len(offenders) - _SHOWN} more span(s) over budget")
+    lines += findings_lines([spans[i] for i in offenders])
     return "\n".join(lines)
+
+
+def findings_lines(spans: Sequence[Any]) -> list[str]:
+    """What the findings say about ``spans``, worst first: the why behind a broken budget."""
+    from tlstiming.diagnosis.engine import diagnose  # noqa: PLC0415 (engine imports budget's neighbours)
+
+    findings = diagnose(spans) if spans else ()
+    if not findings:
+        return []
+    lines = ["findings (docs/diagnosis.md):"]
+    for finding in findings:
+        lines.append(f"  [{finding.severity}] {finding.id}: {finding.title}")
+        lines.append(f"      fix: {finding.hint}")
+    return lines

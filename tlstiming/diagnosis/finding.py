@@ -62,6 +62,17 @@ class Finding:
         """The value of one piece of evidence."""
         return dict(self.evidence).get(name, default)
 
+    def evidence_text(self) -> str:
+        """``name=value, ...`` for people: lists joined with commas, peer text escaped."""
+        from tlstiming.spans.escape import escape  # noqa: PLC0415
+
+        def shown(value: EvidenceValue) -> str:
+            if isinstance(value, tuple):
+                return ",".join(value) or "-"
+            return "-" if value is None else str(value)
+
+        return ", ".join(f"{key}={escape(shown(value))}" for key, value in self.evidence)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the fields, evidence as an object, and the docs anchor."""
         return {

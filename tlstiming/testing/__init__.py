@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, overload
 
 from tlstiming._recording import delivery as _delivery
+from tlstiming.diagnosis import RULES, Finding, Severity, diagnose, severity_rank
 from tlstiming.diagnosis.budget import (
     OCSP_PHASES,
     OCSP_STALL_MS,
@@ -34,6 +35,7 @@ __all__ = [
     "Blob",
     "Budget",
     "BudgetError",
+    "FindingsError",
     "Issued",
     "LeafCert",
     "LocalPKI",
@@ -53,6 +55,10 @@ REQUEST = "http.request"
 
 class BudgetError(AssertionError):
     """A span, or a percentile across spans, is over its budget (an ``AssertionError``)."""
+
+
+class FindingsError(AssertionError):
+    """Spans have findings a test forbade (an ``AssertionError``)."""
 
 
 def _budget(budget: Budget | None, limits: dict[str, Any]) -> Budget:
@@ -153,6 +159,40 @@ class _Queries:
         violations = check(spans, chosen)
         if violations:
             raise BudgetError(failure_message(spans, chosen, violations))
+
+    def findings(self) -> tuple[Finding, ...]:
+        """What :func:`tlstiming.diagnose` finds in these spans (together), worst first."""
+        return diagnose(self._items()) if self._items() else ()
+
+    def assert_no_findings(
+        self, severity: Severity | None = "warning", /, *, ids: Iterable[str] = ()
+    ) -> None:
+        """Fail on any finding at or above ``severity``, or with one of ``ids``.
+
+        ``severity=None`` checks ``ids`` only.
+
+        Raises:
+            FindingsError: listing each such finding with its evidence and fix.
+            ValueError: an unknown severity.
+        """
+        __tracebackhide__ = True
+        floor = 3 if severity is None else severity_rank(severity)  # None: ids only
+        if isinstance(ids, str):
+            raise TypeError("ids must be a collection of finding ids, not one string")
+        forbidden = set(ids)
+        unknown = forbidden - {rule.id for rule in RULES}
+        if unknown:
+            raise ValueError(f"unknown finding ids: {sorted(unknown)} (see docs/diagnosis.md)")
+        found = [
+            f for f in self.findings() if severity_rank(f.severity) >= floor or f.id in forbidden
+        ]
+        if found:
+            lines = [f"{len(found)} finding(s) over {len(self)} span(s):"]
+            for f in found:
+                lines.append(f"  [{f.severity}] {f.id}: {f.title}")
+                lines.append(f"      evidence: {f.evidence_text()}")
+                lines.append(f"      fix: {f.hint}  ({f.docs})")
+            raise FindingsError("\n".join(lines))
 
     def __len__(self) -> int:
         return len(self._items())
