@@ -15,15 +15,23 @@ __all__ = ["Deadline", "Emitter", "pick_level", "threshold_ns"]
 L = TypeVar("L")
 
 
-def pick_level(span: SpanLike, normal: L, error: L, slow_ns: int | None, slow: L) -> L:
-    """The level for ``span``: ``error`` if it failed, else ``slow`` if slow, else ``normal``.
+def pick_level(
+    span: SpanLike,
+    normal: L,
+    error: L,
+    slow_ns: int | None,
+    slow: L,
+    worst: str | None = None,
+) -> L:
+    """The level for ``span``: ``error`` if it failed or has a finding of severity error,
+    else ``slow`` if slow or it has a warning finding, else ``normal``.
 
-    Only cheap attributes are read (``outcome``, ``duration_ns``): nothing is
-    materialised to decide.
+    ``worst`` is the worst severity among the span's findings
+    (:func:`tlstiming.diagnosis.worst`), if they were computed.
     """
-    if span.outcome == "error":
+    if span.outcome == "error" or worst == "error":
         return error
-    if slow_ns is not None and span.duration_ns >= slow_ns:
+    if (slow_ns is not None and span.duration_ns >= slow_ns) or worst == "warning":
         return slow
     return normal
 

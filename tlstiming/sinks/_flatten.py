@@ -12,9 +12,11 @@ in ``docs/schema.md`` ("Log event keys") and ``docs/logging.md``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from tlstiming.diagnosis import Finding, diagnose
 from tlstiming.spans.export import HANDSHAKE
 from tlstiming.spans.fields import LOG_SCHEMA_VERSION, Table, ms, ms_key, redact_url
 from tlstiming.spans.handshake import HandshakeSpan
@@ -24,8 +26,10 @@ from tlstiming.spans.request_export import REQUEST
 
 __all__ = [
     "CONTEXT_KEYS",
+    "FINDINGS_KEY",
     "LOG_SCHEMA_VERSION",
     "SpanLike",
+    "findings_of",
     "flatten",
     "flatten_dict",
     "redact",
@@ -33,6 +37,8 @@ __all__ = [
     "table_of",
     "tls_fields",
 ]
+
+_log = logging.getLogger("tlstiming")
 
 CONTEXT_KEYS: Final = (
     "tls.handshake.span_id",
@@ -62,20 +68,44 @@ def table_of(span: object) -> Table[Any, Any] | None:
     return None
 
 
-def flatten(span: SpanLike) -> dict[str, Any]:
+def flatten(span: SpanLike, findings: Sequence[Finding] = ()) -> dict[str, Any]:
     """Return the flat log fields of ``span`` (unknown values left out).
 
     A span with a ``handshake`` attribute (a request span that opened its
-    connection) gets the handshake's fields too.
+    connection) gets the handshake's fields too. Given ``findings`` (the
+    sinks pass :func:`findings_of` the span), ``tls.findings`` holds their ids.
     """
     table = table_of(span)
     if table is not None:
-        return table.flat(span)
-    data = span.to_dict()
-    handshake = getattr(span, "handshake", None)
-    if handshake is not None and data.get("tlstiming.handshake") is None:
-        data = {**data, "tlstiming.handshake": handshake.to_dict(timeline=False)}
-    return flatten_dict(data)
+        fields = table.flat(span)
+    else:
+        data = span.to_dict()
+        handshake = getattr(span, "handshake", None)
+        if handshake is not None and data.get("tlstiming.handshake") is None:
+            data = {**data, "tlstiming.handshake": handshake.to_dict(timeline=False)}
+        fields = flatten_dict(data)
+    ids = ",".join(f.id for f in findings)
+    if ids:
+        fields[FINDINGS_KEY] = ids
+    return fields
+
+
+FINDINGS_KEY: Final = "tls.findings"
+
+
+def findings_of(span: SpanLike) -> tuple[Finding, ...]:
+    """The findings of a handshake or request span; none for other kinds, or if diagnosis fails.
+
+    A sink never fails a span over its diagnosis: a failing rule is logged by
+    the engine, anything else here is caught and logged too.
+    """
+    if not isinstance(span, (HandshakeSpan, RequestSpan)):
+        return ()  # a later kind, or a stand-in: no rules for it
+    try:
+        return diagnose(span)
+    except Exception:
+        _log.exception("tlstiming: could not diagnose span %s", getattr(span, "span_id", "?"))
+        return ()
 
 
 def flatten_dict(data: Mapping[str, Any], *, drop_none: bool = True) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import TextIO
 
 from tlstiming.sinks._common import Deadline, Emitter
-from tlstiming.sinks._flatten import SpanLike, redact
+from tlstiming.sinks._flatten import FINDINGS_KEY, SpanLike, findings_of, redact
 
 __all__ = ["JsonLinesSink"]
 
@@ -68,7 +68,11 @@ class JsonLinesSink(Emitter):
 
     def emit(self, span: SpanLike) -> None:
         """Append ``span`` as one line."""
-        line = json.dumps(redact(span.to_dict()), separators=(",", ":")) + "\n"
+        data = redact(span.to_dict())
+        findings = findings_of(span)
+        if findings:
+            data[FINDINGS_KEY] = [f.to_dict() for f in findings]
+        line = json.dumps(data, separators=(",", ":")) + "\n"
         with self._lock:
             self._stream.write(line)
             if self._flush:

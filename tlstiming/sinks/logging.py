@@ -13,8 +13,9 @@ import logging
 from typing import Any, Final
 
 from tlstiming._recording.validate import count
+from tlstiming.diagnosis import worst
 from tlstiming.sinks._common import Emitter, pick_level, threshold_ns
-from tlstiming.sinks._flatten import SpanLike, flatten
+from tlstiming.sinks._flatten import SpanLike, findings_of, flatten
 from tlstiming.spans.escape import escape
 from tlstiming.spans.handshake import HandshakeSpan
 from tlstiming.spans.render import one_line
@@ -81,10 +82,16 @@ class LoggingSink(Emitter):
 
     def emit(self, span: SpanLike) -> None:
         """Log ``span``."""
-        level = pick_level(span, self._level, self._error_level, self._slow_ns, self._slow_level)
+        lowest = min(self._level, self._error_level, self._slow_level)
+        if not self._logger.isEnabledFor(lowest):
+            return  # nothing would be logged: nothing is diagnosed or flattened
+        findings = findings_of(span)
+        level = pick_level(
+            span, self._level, self._error_level, self._slow_ns, self._slow_level, worst(findings)
+        )
         if not self._logger.isEnabledFor(level):
             return
-        fields = flatten(span)
+        fields = flatten(span, findings)
         extra: dict[str, Any]
         if self._extra_key is not None:
             extra = {self._extra_key: fields}

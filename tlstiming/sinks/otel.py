@@ -37,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
 
 from tlstiming._wire.names import VERSIONS
 from tlstiming.sinks._common import Emitter
-from tlstiming.sinks._flatten import SpanLike, flatten_dict, table_of
+from tlstiming.sinks._flatten import FINDINGS_KEY, SpanLike, findings_of, flatten_dict, table_of
 
 __all__ = ["OTelSink"]
 
@@ -307,6 +307,9 @@ def _attributes(
     out = {k: v for k, v in flat.items() if k not in _NOT_ATTRIBUTES}
     if "span.id" in flat:
         out["tlstiming.span_id"] = flat["span.id"]
+    ids = [finding.id for finding in findings_of(span)]  # type: ignore[arg-type]
+    if ids:
+        out[FINDINGS_KEY] = ids
     return out
 
 

@@ -28,8 +28,9 @@ from collections.abc import Iterable, MutableMapping
 from contextlib import AbstractContextManager
 from typing import Any
 
+from tlstiming.diagnosis import worst
 from tlstiming.sinks._common import Emitter, pick_level, threshold_ns
-from tlstiming.sinks._flatten import CONTEXT_KEYS, SpanLike, flatten, tls_fields
+from tlstiming.sinks._flatten import CONTEXT_KEYS, SpanLike, findings_of, flatten, tls_fields
 
 __all__ = ["AddTLSFacts", "StructlogSink", "bind_tls"]
 
@@ -94,8 +95,11 @@ class StructlogSink(Emitter):
 
     def emit(self, span: SpanLike) -> None:
         """Log ``span``."""
-        method = pick_level(span, self._level, self._error_level, self._slow_ns, self._slow_level)
-        getattr(self._logger, method)(span.kind, **flatten(span))
+        findings = findings_of(span)
+        method = pick_level(
+            span, self._level, self._error_level, self._slow_ns, self._slow_level, worst(findings)
+        )
+        getattr(self._logger, method)(span.kind, **flatten(span, findings))
 
     def __repr__(self) -> str:
         return f"<StructlogSink {self._logger!r}>"
