@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal
 
@@ -20,6 +20,7 @@ from tlstiming.spans.handshake import HandshakeSpan
 from tlstiming.spans.render import waterfall
 
 __all__ = [
+    "FACT_CHECKS",
     "OCSP_PHASES",
     "OCSP_STALL_MS",
     "Budget",
@@ -91,8 +92,7 @@ class Budget:
     @property
     def needs_handshake(self) -> bool:
         """Whether a limit reads handshake facts (only a HandshakeSpan has them)."""
-        facts = (self.max_round_trips, self.alpn, self.resumed, self.min_tls)
-        return any(v is not None for v in facts) or self.no_ocsp_stall
+        return any(getattr(self, name) not in (None, False) for name, _ in FACT_CHECKS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,20 +149,60 @@ def _tls_rank(version: str | None) -> int:
     return _TLS_VERSIONS.index(version) if version in _TLS_VERSIONS else -1
 
 
-def _fact_problems(span: HandshakeSpan, budget: Budget) -> Iterable[str]:
+def _round_trips(span: HandshakeSpan, limit: int) -> str | None:
+    if span.round_trips > limit:
+        return f"round trips: {span.round_trips} > budget {limit}"
+    return None
+
+
+def _alpn(span: HandshakeSpan, expected: str) -> str | None:
     facts = span.facts
-    if budget.max_round_trips is not None and span.round_trips > budget.max_round_trips:
-        yield f"round trips: {span.round_trips} > budget {budget.max_round_trips}"
-    if budget.alpn is not None and facts.alpn_selected != budget.alpn:
-        offered = ",".join(map(escape, facts.alpn_offered)) or "nothing"
-        selected = facts.alpn_selected
-        yield f"alpn: {selected!r} selected (offered {offered}), expected {budget.alpn!r}"
-    if budget.resumed is not None and facts.resumed != budget.resumed:
-        yield f"resumed: {facts.resumed}, expected {budget.resumed}"
-    if budget.min_tls is not None and _tls_rank(facts.protocol_version) < _tls_rank(budget.min_tls):
-        yield f"tls: {escape(facts.protocol_version or 'unknown')} < minimum {budget.min_tls}"
-    if budget.no_ocsp_stall and (stall := _phase_ms(span, *OCSP_PHASES)) > OCSP_STALL_MS:
-        yield f"ocsp stall: {stall:.3f} ms in OCSP phases > budget {OCSP_STALL_MS:.3f} ms"
+    if facts.alpn_selected == expected:
+        return None
+    offered = ",".join(map(escape, facts.alpn_offered)) or "nothing"
+    return f"alpn: {facts.alpn_selected!r} selected (offered {offered}), expected {expected!r}"
+
+
+def _resumed(span: HandshakeSpan, expected: bool) -> str | None:
+    if span.facts.resumed == expected:
+        return None
+    return f"resumed: {span.facts.resumed}, expected {expected}"
+
+
+def _min_tls(span: HandshakeSpan, minimum: str) -> str | None:
+    version = span.facts.protocol_version
+    if _tls_rank(version) >= _tls_rank(minimum):
+        return None
+    return f"tls: {escape(version or 'unknown')} < minimum {minimum}"
+
+
+def _ocsp_stall(span: HandshakeSpan, on: bool) -> str | None:
+    stall = _phase_ms(span, *OCSP_PHASES)
+    if not on or stall <= OCSP_STALL_MS:
+        return None
+    return f"ocsp stall: {stall:.3f} ms in OCSP phases > budget {OCSP_STALL_MS:.3f} ms"
+
+
+FACT_CHECKS: Final[tuple[tuple[str, Callable[[HandshakeSpan, Any], str | None]], ...]] = (
+    ("max_round_trips", _round_trips),
+    ("alpn", _alpn),
+    ("resumed", _resumed),
+    ("min_tls", _min_tls),
+    ("no_ocsp_stall", _ocsp_stall),
+)
+"""The limits that read handshake facts: a :class:`Budget` field and its check, one row each.
+
+A new fact limit is a field on :class:`Budget` and one row here.
+"""
+
+
+def _fact_problems(span: HandshakeSpan, budget: Budget) -> Iterable[str]:
+    for name, check in FACT_CHECKS:
+        limit = getattr(budget, name)
+        if limit is not None and limit is not False:
+            problem = check(span, limit)
+            if problem is not None:
+                yield problem
 
 
 def _problems(span: Any, budget: Budget) -> Iterable[str]:
