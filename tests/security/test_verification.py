@@ -168,7 +168,7 @@ def test_a_recording_failure_after_a_rejection_still_rejects(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("span could not be built")
 
-    monkeypatch.setattr(_finish, "connection_span", broken)
+    monkeypatch.setattr(_finish, "record", broken)
     context = _client(pki, recorder)
     context.add_verifier(lambda peer: Verdict(ok=False, reason="no"), name="deny")
     server = serve(server_context(pki.leaf))

@@ -21,12 +21,13 @@ MSG_CALLBACK_SEAM: Any = getattr(ssl._SSLContext, "_msg_callback", None)  # type
 
 
 def _run_in_c(steps: tuple[tuple[Any, ...], ...]) -> None:
-    """Call ``f(*args)`` for each ``(f, *args)`` in one C loop: no Python frame between."""
-    if _OPERATOR_CALL is not None:  # 3.11+
-        collections.deque(itertools.starmap(_OPERATOR_CALL, steps), 0)
-    else:
-        calls = [functools.partial(step[0], *step[1:]) for step in steps]
-        collections.deque(map(_CALL, calls), 0)
+    """Call ``f(*args)`` for each ``(f, *args)`` in one C loop: no Python frame between.
+
+    What :func:`detach` does inline with ``operator.call`` (3.11+), through
+    partials for Python 3.10.
+    """
+    calls = [functools.partial(step[0], *step[1:]) for step in steps]
+    collections.deque(map(_CALL, calls), 0)
 
 
 _OPERATOR_CALL: Any = getattr(operator, "call", None)
@@ -64,7 +65,10 @@ def detach(conn: Any) -> None:
         (setattr, sslobj, "context", context),
         (setter, context, callback),
     )
-    _run_in_c(steps)
+    if _OPERATOR_CALL is not None:  # 3.11+: the one C loop inline (a Python frame fewer)
+        collections.deque(itertools.starmap(_OPERATOR_CALL, steps), 0)
+    else:
+        _run_in_c(steps)
 
 
 def rearm(conn: Any) -> None:

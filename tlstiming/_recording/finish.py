@@ -37,15 +37,7 @@ from tlstiming.spans.handshake import HandshakeSpan
 if TYPE_CHECKING:
     from tlstiming._analysis.facts import HandshakeFacts
 
-__all__ = [
-    "WANT",
-    "AfterHandshake",
-    "connection_span",
-    "finish",
-    "publish",
-    "record_failed",
-    "settle",
-]
+__all__ = ["WANT", "AfterHandshake", "finish", "record", "record_failed", "settle"]
 
 _log = logging.getLogger("tlstiming")
 _UNDECIDED: Final[Decision] = (None, (), None)  # no verifier ran
@@ -79,10 +71,7 @@ def finish(
         if exc is None and CERTIFICATE_REQUEST in d and _awaits_verdict(conn, events):
             _await_verdict(conn, events, end, checks)
         else:
-            span = d[SPAN] = connection_span(conn, events, end, exc, None, checks, facts)
-            deliver(context, span)
-            if exc is None:
-                detach(conn)
+            record(conn, events, end, exc, checks=checks, facts=facts, detach_after=exc is None)
     except Exception as failure:
         record_failed(failure)
     return rejected
@@ -95,17 +84,41 @@ def record_failed(failure: BaseException) -> None:
     )
 
 
-def connection_span(
+def record(
     conn: Any,
     events: Sequence[RawEvent],
     end: int,
-    exc: BaseException | None,
+    exc: BaseException | None = None,
+    *,
     after: BaseException | None = None,
-    verifications: tuple[Verification, ...] = (),
+    checks: tuple[Verification, ...] = (),
     facts: HandshakeFacts | None = None,
+    pending: bool = False,
+    detach_after: bool = False,
 ) -> HandshakeSpan:
-    """The span of ``conn``'s handshake: its events and what the connection knows."""
-    account = getattr(conn.__dict__.get(CONTEXT), "_tlstiming_trust", None)
+    """Build the span of ``conn``'s handshake, keep it on ``conn`` and deliver it.
+
+    Every path that ends a recording comes here. One function on purpose:
+    right after a handshake each extra Python frame costs microseconds.
+
+    Args:
+        conn: the connection; its side, server name, peer and context go in the span.
+        events: the handshake's raw events.
+        end: when it completed or failed (``perf_counter_ns``).
+        exc: why it failed, or ``None``.
+        after: a failure that arrived after it (the TLS 1.3 verdict).
+        checks: the verifications that ran.
+        facts: the facts, when parsed for the verifiers.
+        pending: keep the span on ``conn`` without delivering it (a TLS 1.3
+            client waiting for the server's verdict).
+        detach_after: detach ``conn`` from the message callback afterwards.
+
+    Returns:
+        The span.
+    """
+    d = conn.__dict__
+    context = d.get(CONTEXT)
+    account = getattr(context, "_tlstiming_trust", None)
     peer = None
     if isinstance(conn, ssl.SSLSocket):
         try:
@@ -114,7 +127,7 @@ def connection_span(
             address = None
         if isinstance(address, tuple):
             peer = (address[0], address[1])
-    return build_span(
+    span = d[SPAN] = build_span(
         events,
         server_side=conn.server_side,
         end_ns=end,
@@ -123,16 +136,14 @@ def connection_span(
         exc=exc,
         post_handshake_exc=after,
         context=None if account is None else account.on_handshake(),
-        verifications=verifications,
+        verifications=checks,
         facts=facts,
     )
-
-
-def publish(conn: Any, span: HandshakeSpan) -> None:
-    """Keep ``span`` on ``conn`` (for ``span_of``) and deliver it."""
-    d = conn.__dict__
-    d[SPAN] = span
-    deliver(d.get(CONTEXT), span)
+    if not pending:
+        deliver(context, span)
+    if detach_after:
+        detach(conn)
+    return span
 
 
 # -- TLS 1.3 client authentication: the server's verdict comes after ------------
@@ -151,7 +162,7 @@ def _await_verdict(
 ) -> None:
     """Keep the span until the first read, which brings the server's verdict."""
     d = conn.__dict__
-    d[SPAN] = connection_span(conn, events, end, None, None, checks)
+    record(conn, events, end, checks=checks, pending=True)
     d[PENDING] = events  # the handshake's own events, no longer appended to
     d[EVENTS] = AfterHandshake()  # from now on only what the verdict needs
     d[CHECKS] = checks
@@ -190,9 +201,7 @@ def settle(conn: Any, exc: BaseException | None) -> None:
         events = [*handshake, *after]
         checks = d.pop(CHECKS, ())
         end = handshake[len(handshake) - 1][0]
-        publish(conn, connection_span(conn, events, end, None, exc, checks))
-        if exc is None:
-            detach(conn)
+        record(conn, events, end, after=exc, checks=checks, detach_after=exc is None)
     except Exception as failure:
         record_failed(failure)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from tlstiming._analysis.timeline import RawEvent, fatal_alert, is_fatal_alert
 from tlstiming._recording.decide import decide, refuse
-from tlstiming._recording.finish import connection_span, publish, record_failed, settle
+from tlstiming._recording.finish import record, record_failed, settle
 from tlstiming._recording.keys import CONTEXT, EVENTS, PENDING, REJECTED
 from tlstiming._wire.names import HANDSHAKE, HandshakeType, alert_name
 from tlstiming.errors import HandshakeAbandoned
@@ -85,8 +85,7 @@ def _leave_implicit(conn: Any, events: list[RawEvent]) -> None:
         )
     rejected, checks, facts = decide(conn, events, exc)
     try:
-        span = connection_span(conn, events, events[-1][0], rejected or exc, None, checks, facts)
-        publish(conn, span)
+        record(conn, events, events[-1][0], rejected or exc, checks=checks, facts=facts)
     except Exception as failure:
         record_failed(failure)
     if rejected is not None:
@@ -111,6 +110,6 @@ def abandon(conn: Any) -> None:
             "discarded outside do_handshake() (connection lost, or a timeout enforced by "
             "its owner)"
         )
-        publish(conn, connection_span(conn, events, _perf(), exc))
+        record(conn, events, _perf(), exc)
     except Exception as failure:
         record_failed(failure)
