@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from tlstiming._recording.context import TimedSSLContext, create_default_context
+from tlstiming.cli import http2
 from tlstiming.cli.options import Target, UsageError
 from tlstiming.recorder import SpanRecorder
 from tlstiming.spans import build
@@ -34,7 +35,6 @@ _VERSIONS: Final = {
     "1.2": ssl.TLSVersion.TLSv1_2,
     "1.3": ssl.TLSVersion.TLSv1_3,
 }
-_H2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 _VERDICT_WAIT_S: Final = 0.25  # a bare TLS port: how long to wait for a post-handshake alert
 
 
@@ -324,8 +324,16 @@ def _first_byte(
         return None, None
     host = options.sni or target.host
     if tls.selected_alpn_protocol() == "h2":
-        tls.sendall(_H2_PREFACE)
-        version = "HTTP/2"
+        record.sent_ns = time.perf_counter_ns()
+        tls.settimeout(deadline.left())
+
+        def first_byte() -> None:
+            record.head_ns = time.perf_counter_ns()
+
+        try:
+            return http2.get(tls, host, target.path, first_byte), "2"
+        except ConnectionError as exc:
+            raise _Failed("tls", str(exc)) from None
     else:
         request = (
             f"GET {target.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: tlstiming-probe\r\n"

@@ -70,6 +70,27 @@ def _first_byte(span: Any, ctx: Context) -> Hit | None:
     return Hit({"first_byte_ms": ms(wait), "status_code": span.status_code})
 
 
+_CERTIFICATE_REFUSALS: Final = frozenset({400, 403, 495, 496})  # nginx: 495/496 shown as 400
+
+
+def _client_cert_http(span: Any, ctx: Context) -> Hit | None:
+    """A server that asked for a certificate and refused the request at HTTP (nginx's way)."""
+    handshake = span.handshake
+    if handshake is None or span.status_code not in _CERTIFICATE_REFUSALS:
+        return None
+    facts = handshake.facts
+    if not facts.client_certificate_requested or facts.client_certificate_sent:
+        return None
+    return Hit(
+        {
+            "status_code": span.status_code,
+            "protocol_version": facts.protocol_version,
+            "certificate_requested": True,
+            "certificate_sent": False,
+        }
+    )
+
+
 def _rule(
     id: str,
     severity: Severity,
@@ -119,6 +140,15 @@ REQUEST_RULES: Final[tuple[Rule, ...]] = (
         "client: raise the pool's connection limit or send fewer requests at once",
         "client",
         _pool,
+    ),
+    _rule(
+        "tls.client_certificate_required",
+        "error",
+        "the server asked for a client certificate and refused the request without one "
+        "(HTTP {status_code})",
+        "client: present a certificate the server accepts (load_cert_chain, --cert/--key)",
+        "client",
+        _client_cert_http,
     ),
     _rule(
         "http.first_byte_slow",

@@ -99,8 +99,27 @@ def _echo(sock: socket.socket, greeting: bytes) -> bytes:
     return b""
 
 
+_H2_SETTINGS: Final = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame
+# HEADERS on stream 1, END_STREAM | END_HEADERS, one field: ":status 200" (static index 8).
+_H2_OK: Final = b"\x00\x00\x01\x01\x05\x00\x00\x00\x01\x88"
+
+
+def _http2(sock: socket.socket) -> bytes:
+    """Answer an HTTP/2 client's first request with ``:status 200``; then read until EOF."""
+    sock.sendall(_H2_SETTINGS)
+    received = _read(sock, 24 + 9)  # the client's preface and its SETTINGS frame header
+    if len(received) == 33:
+        sock.sendall(_H2_OK)
+    return drain(sock)
+
+
 def _http(sock: socket.socket, greeting: bytes) -> bytes:
-    """Answer ``200 ok`` to each HTTP/1.1 request until EOF or ``Connection: close``."""
+    """Answer ``200 ok`` to each HTTP/1.1 request until EOF or ``Connection: close``.
+
+    A connection that negotiated ``h2`` over ALPN gets a minimal HTTP/2 answer.
+    """
+    if getattr(sock, "selected_alpn_protocol", lambda: None)() == "h2":
+        return _http2(sock)
     buffer = b""
     while True:
         while b"\r\n\r\n" not in buffer:
