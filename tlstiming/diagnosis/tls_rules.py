@@ -72,7 +72,9 @@ def _alpn_refused(span: HandshakeSpan, ctx: Context) -> Hit | None:
 
 def _h2_not_selected(span: HandshakeSpan, ctx: Context) -> Hit | None:
     facts = span.facts
-    if span.outcome != "ok" or "h2" not in facts.alpn_offered or facts.alpn_selected == "h2":
+    if span.side != "client" or span.outcome != "ok" or "h2" not in facts.alpn_offered:
+        return None  # the client's view: it offered h2
+    if facts.alpn_selected == "h2":
         return None
     # A warning when the client preferred h2 and got HTTP/1.1; info when it preferred
     # http/1.1 itself or the server negotiates no ALPN at all (many non-HTTP services).

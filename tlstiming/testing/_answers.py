@@ -99,27 +99,18 @@ def _echo(sock: socket.socket, greeting: bytes) -> bytes:
     return b""
 
 
+_H2_PREFACE: Final = b"PRI * HTTP/2.0"  # the request line of RFC 9113's connection preface
 _H2_SETTINGS: Final = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame
 # HEADERS on stream 1, END_STREAM | END_HEADERS, one field: ":status 200" (static index 8).
 _H2_OK: Final = b"\x00\x00\x01\x01\x05\x00\x00\x00\x01\x88"
 
 
-def _http2(sock: socket.socket) -> bytes:
-    """Answer an HTTP/2 client's first request with ``:status 200``; then read until EOF."""
-    sock.sendall(_H2_SETTINGS)
-    received = _read(sock, 24 + 9)  # the client's preface and its SETTINGS frame header
-    if len(received) == 33:
-        sock.sendall(_H2_OK)
-    return drain(sock)
-
-
 def _http(sock: socket.socket, greeting: bytes) -> bytes:
     """Answer ``200 ok`` to each HTTP/1.1 request until EOF or ``Connection: close``.
 
-    A connection that negotiated ``h2`` over ALPN gets a minimal HTTP/2 answer.
+    A client that opens with HTTP/2's connection preface gets a minimal
+    HTTP/2 answer: SETTINGS, then ``:status 200`` on stream 1.
     """
-    if getattr(sock, "selected_alpn_protocol", lambda: None)() == "h2":
-        return _http2(sock)
     buffer = b""
     while True:
         while b"\r\n\r\n" not in buffer:
@@ -128,6 +119,9 @@ def _http(sock: socket.socket, greeting: bytes) -> bytes:
                 return b""
             buffer += chunk
         head, _, buffer = buffer.partition(b"\r\n\r\n")
+        if head == _H2_PREFACE:
+            sock.sendall(_H2_SETTINGS + _H2_OK)
+            return drain(sock)
         lines = head.lower().split(b"\r\n")
         length = next((int(h[15:]) for h in lines if h.startswith(b"content-length:")), 0)
         if len(buffer) < length:
