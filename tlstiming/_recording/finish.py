@@ -177,8 +177,8 @@ def _settling_read(conn: Any) -> Callable[..., Any]:
         sock = ref()
         try:
             result = plain_read(sock, *args, **kwargs)
-        except WANT:
-            raise
+        except (*WANT, TimeoutError):
+            raise  # no verdict yet: a non-blocking retry, or the caller's own read timeout
         except Exception as exc:
             settle(sock, exc)
             raise
