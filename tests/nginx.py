@@ -55,7 +55,7 @@ def _free_port() -> int:
 
 
 class NginxServer:
-    """``with NginxServer(cert_file, key_file, ...) as server:`` serves ``ok`` over HTTPS on loopback.
+    """``with NginxServer(cert_file, key_file, ...) as server:`` serves ``ok`` over HTTPS.
 
     Args:
         cert_file: the certificate chain file (PEM) nginx sends, leaf first.
