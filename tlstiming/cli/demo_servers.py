@@ -13,11 +13,11 @@ import datetime
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tlstiming.testing import LocalPKI, LocalTLSServer
+from tlstiming.testing import Blob, LocalPKI, LocalTLSServer
 
 __all__ = ["SCENARIOS", "Scenario", "StallingResponder", "Started"]
 
@@ -203,25 +203,7 @@ SCENARIOS: tuple[Scenario, ...] = (
 # -- a PKI whose verification is slow ------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Pem:
-    data: bytes
-
-    @contextlib.contextmanager
-    def tempfile(self) -> Iterator[str]:
-        import os  # noqa: PLC0415
-        import tempfile  # noqa: PLC0415
-
-        fd, path = tempfile.mkstemp(prefix="tlstiming-demo-", suffix=".pem")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(self.data)
-            yield path
-        finally:
-            os.unlink(path)
-
-
-def _constrained_pki(*, subtrees: int, names: int) -> tuple[_Pem, _Pem]:
+def _constrained_pki(*, subtrees: int, names: int) -> tuple[Blob, Blob]:
     """A root with ``subtrees`` permitted DNS subtrees, and a leaf with ``names`` names in them."""
     from cryptography import x509  # noqa: PLC0415
     from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
@@ -291,4 +273,4 @@ def _constrained_pki(*, subtrees: int, names: int) -> tuple[_Pem, _Pem]:
     key = leaf_key.private_bytes(
         pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    return _Pem(root.public_bytes(pem)), _Pem(key + leaf.public_bytes(pem))
+    return Blob(root.public_bytes(pem)), Blob(key + leaf.public_bytes(pem))

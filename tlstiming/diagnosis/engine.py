@@ -7,14 +7,17 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tlstiming.diagnosis import certificate_rules, check_rules, tls_rules
 from tlstiming.diagnosis.finding import Finding, evidence_of, severity_rank
 from tlstiming.diagnosis.http_rules import COLLECTION_RULES, REQUEST_RULES, rtt_of
 from tlstiming.diagnosis.rules import Context, Hit, Rule
-from tlstiming.diagnosis.tls_rules import HANDSHAKE_RULES
 from tlstiming.spans.escape import escape
 from tlstiming.spans.handshake import HandshakeSpan
 
 __all__ = ["RULES", "diagnose", "worst"]
+
+HANDSHAKE_RULES: tuple[Rule, ...] = (*tls_rules.RULES, *certificate_rules.RULES, *check_rules.RULES)
+"""The rules over one handshake span."""
 
 RULES: tuple[Rule, ...] = (*HANDSHAKE_RULES, *REQUEST_RULES, *COLLECTION_RULES)
 """Every rule, one row per finding id and scope (docs/diagnosis.md has one section each)."""

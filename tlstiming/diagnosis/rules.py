@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 
 from tlstiming.diagnosis.finding import Severity
 
-__all__ = ["THRESHOLDS", "Context", "Hit", "Rule", "Scope", "ms"]
+__all__ = ["THRESHOLDS", "Context", "Hit", "Rule", "Scope", "handshake_rule", "ms"]
 
 Scope = Literal["handshake", "request", "collection"]
 
@@ -86,3 +86,12 @@ class Rule:
 def ms(ns: float | None) -> float | None:
     """Nanoseconds to milliseconds, rounded for people (``None`` stays ``None``)."""
     return None if ns is None else round(ns / 1e6, 3)
+
+
+def handshake_rule(
+    id: str, severity: Severity, title: str, hint: str, side: str, check: Callable[..., Hit | None]
+) -> Rule:
+    """A row of a handshake rule table (the tables stay readable, one call per rule)."""
+    return Rule(
+        id=id, severity=severity, scope="handshake", title=title, hint=hint, side=side, check=check
+    )
