@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from tlstiming.cli.heatmap import COLUMNS, ROWS, Heatmap, heatmap
 from tlstiming.cli.probe import ProbeRun
-from tlstiming.cli.report import percentile_rows
+from tlstiming.cli.report import group_findings, percentile_rows
 from tlstiming.diagnosis import Finding
 from tlstiming.diagnosis.budget import percentile
 
@@ -134,19 +134,6 @@ def own_findings(findings: Sequence[Finding]) -> list[Finding]:
         if f.id != "tls.trust_store_per_connection"
         and not (f.id == "tls.no_resumption" and not f.get("offered"))
     ]
-
-
-def group_findings(findings: Sequence[Finding]) -> list[tuple[Finding, int]]:
-    """One finding per id and severity, worst first, with how many probes it was found in.
-
-    The first of each group (the worst, as :func:`~tlstiming.diagnosis.diagnose`
-    orders them) stands for the group; a collection finding counts its spans.
-    """
-    groups: dict[tuple[str, str], tuple[Finding, set[str]]] = {}
-    for finding in findings:
-        _, spans = groups.setdefault((finding.id, finding.severity), (finding, set()))
-        spans.update(finding.span_ids or (finding.id,))
-    return [(first, len(spans)) for first, spans in groups.values()]
 
 
 def median_run(bench: Bench) -> BenchRun | None:

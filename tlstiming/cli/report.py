@@ -15,6 +15,7 @@ from tlstiming.spans.render import waterfall
 __all__ = [
     "EXIT_CODES",
     "findings_text",
+    "group_findings",
     "percentile_rows",
     "probe_json",
     "probe_text",
@@ -82,13 +83,32 @@ def percentile_rows(runs: Sequence[ProbeRun]) -> list[tuple[str, float, float, f
     ]
 
 
-def findings_text(findings: Sequence[Finding]) -> list[tuple[str, str]]:
-    """``(line, style)`` pairs: each finding with its id, evidence, fix and docs anchor."""
+def group_findings(findings: Sequence[Finding]) -> list[tuple[Finding, int]]:
+    """One finding per id and severity, worst first, with how many probes it was found in.
+
+    The first of each group (the worst, as :func:`~tlstiming.diagnosis.diagnose`
+    orders them) stands for the group; a collection finding counts its spans.
+    """
+    groups: dict[tuple[str, str], tuple[Finding, set[str]]] = {}
+    for finding in findings:
+        _, spans = groups.setdefault((finding.id, finding.severity), (finding, set()))
+        spans.update(finding.span_ids or (finding.id,))
+    return [(first, len(spans)) for first, spans in groups.values()]
+
+
+def findings_text(findings: Sequence[Finding], runs: int = 1) -> list[tuple[str, str]]:
+    """``(line, style)`` pairs: each finding with its id, evidence, fix and docs anchor.
+
+    Over several runs, a finding found in many is shown once, with its count
+    (the evidence is that of the first).
+    """
     if not findings:
         return [("no findings", "green")]
     lines = []
-    for f in findings:
-        lines.append((f"[{f.severity}] {f.id}: {f.title}", _STYLE[f.severity]))
+    for f, count in group_findings(findings):
+        seen = f" (in {count} of {runs} runs)" if runs > 1 and count < runs else ""
+        seen = " (in every run)" if runs > 1 and count >= runs else seen
+        lines.append((f"[{f.severity}] {f.id}: {f.title}{seen}", _STYLE[f.severity]))
         lines.append((f"    evidence: {f.evidence_text()}", ""))
         lines.append((f"    fix: {f.hint}", ""))
         lines.append((f"    see {f.docs}", "dim"))
@@ -119,7 +139,7 @@ def probe_text(
     for miss in misses:
         console.print(f"SLO missed: {escape(miss)}", style="bold red")
     console.print("findings:", style="bold")
-    for line, style in findings_text(findings):
+    for line, style in findings_text(findings, len(runs)):
         console.print(line, style=style or None)
 
 
