@@ -133,66 +133,57 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _file(option: str) -> Any:
+    return lambda path: opts.readable_file(path, option)
+
+
+def _version(option: str) -> Any:
+    return lambda text: opts.parse_version(text, option)
+
+
+# The options probe and bench share: (flags, parser or None for a flag, help, more keywords).
+_TARGET_OPTIONS: tuple[tuple[tuple[str, ...], Any, str, dict[str, Any]], ...] = (
+    (("target",), opts.parse_target, "https://HOST[:PORT]/PATH, HOST[:PORT], [IPv6]:PORT", {}),
+    (("--cafile",), _file("--cafile"), "trust this CA bundle instead of the system store", {}),
+    (("--cert",), _file("--cert"), "client certificate (PEM; may hold the key too)", {}),
+    (("--key",), _file("--key"), "the client certificate's key (PEM)", {}),
+    (
+        ("--servername",),
+        lambda name: opts.check_hostname(name, "--servername"),
+        "SNI and name to verify (default: the host)",
+        {},
+    ),
+    (
+        ("--alpn",),
+        opts.parse_alpn,
+        "comma-separated ALPN offer, or none (default h2,http/1.1)",
+        {"default": ("h2", "http/1.1")},
+    ),
+    (("--tls-min",), _version("--tls-min"), "lowest version offered: 1.0-1.3", {}),
+    (("--tls-max",), _version("--tls-max"), "highest version offered: 1.0-1.3", {}),
+    (
+        ("--resolve",),
+        opts.parse_resolve,
+        "use ADDRESS for HOST:PORT instead of DNS (repeatable)",
+        {"action": "append", "default": [], "metavar": "HOST:PORT:ADDRESS"},
+    ),
+    (("--ocsp",), None, "check revocation over OCSP, with a hard timeout", {}),
+    (
+        ("--timeout",),
+        opts.parse_seconds,
+        "seconds for each probe, DNS to first byte (default 10)",
+        {"default": 10.0},
+    ),
+    (("--json",), None, "print one JSON document", {}),
+)
+
+
 def _target_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "target",
-        type=_checked(opts.parse_target),
-        help="https://HOST[:PORT]/PATH, HOST[:PORT], [IPv6]:PORT",
-    )
-    parser.add_argument(
-        "--cafile",
-        type=_checked(lambda p: opts.readable_file(p, "--cafile")),
-        help="trust this CA bundle instead of the system store",
-    )
-    parser.add_argument(
-        "--cert",
-        type=_checked(lambda p: opts.readable_file(p, "--cert")),
-        help="client certificate (PEM; may hold the key too)",
-    )
-    parser.add_argument(
-        "--key",
-        type=_checked(lambda p: opts.readable_file(p, "--key")),
-        help="the client certificate's key (PEM)",
-    )
-    parser.add_argument(
-        "--servername",
-        type=_checked(lambda n: opts.check_hostname(n, "--servername")),
-        help="SNI and name to verify (default: the host)",
-    )
-    parser.add_argument(
-        "--alpn",
-        type=_checked(opts.parse_alpn),
-        default=("h2", "http/1.1"),
-        help="comma-separated ALPN offer, or none (default h2,http/1.1)",
-    )
-    parser.add_argument(
-        "--tls-min",
-        type=_checked(lambda v: opts.parse_version(v, "--tls-min")),
-        help="lowest version offered: 1.0-1.3",
-    )
-    parser.add_argument(
-        "--tls-max",
-        type=_checked(lambda v: opts.parse_version(v, "--tls-max")),
-        help="highest version offered: 1.0-1.3",
-    )
-    parser.add_argument(
-        "--resolve",
-        type=_checked(opts.parse_resolve),
-        action="append",
-        default=[],
-        metavar="HOST:PORT:ADDRESS",
-        help="use ADDRESS for HOST:PORT instead of DNS (repeatable)",
-    )
-    parser.add_argument(
-        "--ocsp", action="store_true", help="check revocation over OCSP, with a hard timeout"
-    )
-    parser.add_argument(
-        "--timeout",
-        type=_checked(opts.parse_seconds),
-        default=10.0,
-        help="seconds for each probe, DNS to first byte (default 10)",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    for flags, parse, text, more in _TARGET_OPTIONS:
+        if parse is None:
+            parser.add_argument(*flags, action="store_true", help=text, **more)
+        else:
+            parser.add_argument(*flags, type=_checked(parse), help=text, **more)
 
 
 def _checked(parse: Any) -> Any:
