@@ -100,8 +100,8 @@ def test_connect_retry_names_the_failed_addresses() -> None:
     assert "http.connect_retry" not in _ids(request())
     (finding,) = [f for f in diagnose(request(failed_attempts=2)) if f.id == "http.connect_retry"]
     assert finding.get("failed") == (
-        "2001:db8::1:443 ConnectionRefusedError",
-        "2001:db8::2:443 ConnectionRefusedError",
+        "[2001:db8::1]:443 ConnectionRefusedError",
+        "[2001:db8::2]:443 ConnectionRefusedError",
     )
     assert finding.get("connected_to") == "192.0.2.1:443"
 

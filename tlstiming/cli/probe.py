@@ -22,6 +22,7 @@ from typing import Final
 from tlstiming._recording.context import TimedSSLContext, create_default_context
 from tlstiming.cli import http2
 from tlstiming.cli.options import Target, UsageError
+from tlstiming.diagnosis.rules import endpoint
 from tlstiming.recorder import SpanRecorder
 from tlstiming.spans import build
 from tlstiming.spans.handshake import HandshakeSpan
@@ -296,7 +297,7 @@ def _connect(
         )
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
-    where = ", ".join(f"{a.address}:{a.port}" for a in attempts) or "no address"
+    where = ", ".join(endpoint(a.address, a.port) for a in attempts) or "no address"
     if isinstance(last, TimeoutError):
         raise _Failed("timeout", f"TCP connect to {where} timed out")
     reason = last.strerror if last is not None and last.strerror else str(last)

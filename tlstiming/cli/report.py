@@ -9,6 +9,7 @@ from typing import Any, TextIO
 from tlstiming.cli.probe import ProbeRun
 from tlstiming.diagnosis import Finding, severity_rank
 from tlstiming.diagnosis.budget import percentile
+from tlstiming.diagnosis.rules import endpoint
 from tlstiming.spans.escape import escape
 from tlstiming.spans.render import waterfall
 
@@ -159,7 +160,7 @@ def _run_text(console: Any, n: int, run: ProbeRun) -> None:
                 if attempt.error_type is None
                 else escape(f"{attempt.error_type}: {attempt.error_message}")
             )
-            where = f"{escape(attempt.address)}:{attempt.port}"
+            where = escape(endpoint(attempt.address, attempt.port))
             console.print(f"  connect    {where}  {_ms(attempt.duration_ns)} ms  {outcome}")
     if run.handshake is not None:
         for line in waterfall(run.handshake).splitlines():

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from tlstiming.diagnosis.finding import Severity
-from tlstiming.diagnosis.rules import THRESHOLDS, Context, Hit, Rule, Scope, ms
+from tlstiming.diagnosis.rules import THRESHOLDS, Context, Hit, Rule, Scope, endpoint, ms
 from tlstiming.spans.handshake import HandshakeSpan
 
 __all__ = ["COLLECTION_RULES", "REQUEST_RULES", "endpoint_of", "rtt_of"]
@@ -49,9 +49,9 @@ def _retry(span: Any, ctx: Context) -> Hit | None:
         return None
     return Hit(
         {
-            "failed": tuple(f"{a.address}:{a.port} {a.error_type}" for a in failed),
+            "failed": tuple(f"{endpoint(a.address, a.port)} {a.error_type}" for a in failed),
             "lost_ms": ms(sum(a.duration_ns for a in failed)),
-            "connected_to": f"{attempts[-1].address}:{attempts[-1].port}",
+            "connected_to": endpoint(attempts[-1].address, attempts[-1].port),
         }
     )
 
@@ -185,7 +185,7 @@ def _no_resumption(spans: Sequence[HandshakeSpan], ctx: Context) -> list[Hit]:
             continue
         offered = sum(1 for s in group[1:] if s.facts.resumption_offered)
         host, port = endpoint_of(group[0])
-        evidence = {"endpoint": f"{host}:{port}", "connections": len(group), "offered": offered}
+        evidence = {"endpoint": endpoint(host, port), "connections": len(group), "offered": offered}
         if offered:
             hits.append(
                 Hit(
@@ -215,7 +215,7 @@ def _context_per_connection(spans: Sequence[HandshakeSpan], ctx: Context) -> lis
         hits.append(
             Hit(
                 {
-                    "endpoint": f"{host}:{port}",
+                    "endpoint": endpoint(host, port),
                     "connections": len(group),
                     "contexts": len(contexts),
                     "setup_ms_each": ms(sum(setup) / len(setup)),

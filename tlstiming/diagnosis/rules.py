@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 
 from tlstiming.diagnosis.finding import Severity
 
-__all__ = ["THRESHOLDS", "Context", "Hit", "Rule", "Scope", "handshake_rule", "ms"]
+__all__ = ["THRESHOLDS", "Context", "Hit", "Rule", "Scope", "endpoint", "handshake_rule", "ms"]
 
 Scope = Literal["handshake", "request", "collection"]
 
@@ -95,3 +95,9 @@ def handshake_rule(
     return Rule(
         id=id, severity=severity, scope="handshake", title=title, hint=hint, side=side, check=check
     )
+
+
+def endpoint(address: str, port: int | None) -> str:
+    """``host:port``, with an IPv6 address in brackets (``[::1]:443``)."""
+    host = f"[{address}]" if ":" in address else address
+    return host if port is None else f"{host}:{port}"
