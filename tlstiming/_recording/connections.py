@@ -12,6 +12,7 @@ import weakref
 from typing import Any
 
 from tlstiming._recording import conn as _conn
+from tlstiming._recording.peer import PEER, remember_socket
 
 __all__ = ["TimedSSLObject", "TimedSSLSocket", "timed_class"]
 
@@ -20,6 +21,8 @@ class TimedSSLSocket(ssl.SSLSocket):
     """``ssl.SSLSocket`` that records its handshake. Used by :class:`TimedSSLContext`."""
 
     def do_handshake(self, block: bool = False) -> None:
+        if PEER not in self.__dict__:  # now: a client gone by the handshake's end has no peer
+            remember_socket(self)
         _conn.drive(self, super().do_handshake, block)
 
     def _real_close(self) -> None:

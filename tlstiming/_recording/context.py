@@ -25,6 +25,7 @@ from tlstiming._recording import detach as _detach
 from tlstiming._recording.connections import TimedSSLObject, TimedSSLSocket, timed_class
 from tlstiming._recording.decide import guard
 from tlstiming._recording.keys import EVENTS
+from tlstiming._recording.peer import remember_caller
 from tlstiming._recording.trust import TrustAccount
 from tlstiming._recording.verify import OnError, PeerInfo, Verdict, VerifierSpec
 from tlstiming.spans.context_stats import ContextStats
@@ -220,6 +221,7 @@ class TimedSSLContext(ssl.SSLContext):
             session=session,
             context=self,
         )
+        remember_caller(conn, sys._getframe(1))  # asyncio's SSLProtocol knows the peer
         _detach.rearm(conn)  # read/write may drive the handshake (see _detach.rearm)
         if self._tlstiming_verifiers:
             guard(conn)

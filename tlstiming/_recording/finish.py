@@ -29,6 +29,7 @@ from tlstiming._recording.keys import (
     REJECTED,
     SPAN,
 )
+from tlstiming._recording.peer import peer_of
 from tlstiming._recording.verify import Verification, VerifierRejected
 from tlstiming._wire.names import ALERT, HANDSHAKE
 from tlstiming.spans.build import build_span
@@ -119,20 +120,12 @@ def record(
     d = conn.__dict__
     context = d.get(CONTEXT)
     account = getattr(context, "_tlstiming_trust", None)
-    peer = None
-    if isinstance(conn, ssl.SSLSocket):
-        try:
-            address = conn.getpeername()
-        except (OSError, ValueError):
-            address = None
-        if isinstance(address, tuple):
-            peer = (address[0], address[1])
     span = d[SPAN] = build_span(
         events,
         server_side=conn.server_side,
         end_ns=end,
         server_hostname=conn.server_hostname,
-        peer=peer,
+        peer=peer_of(conn),
         exc=exc,
         post_handshake_exc=after,
         context=None if account is None else account.on_handshake(),

@@ -1,0 +1,74 @@
+"""The peer's (address, port) of a connection, on the socket and the BIO paths.
+
+An ``SSLSocket`` knows its peer (``getpeername``), read when its handshake
+starts (:func:`remember_socket`): a client that closes right after its own
+handshake may have reset the connection by the time the server's ends. An ``SSLObject`` knows
+nothing but its two memory BIOs; whoever moves the bytes knows the peer.
+asyncio's ``SSLProtocol`` builds its ``SSLObject`` in its ``__init__``, before
+it has a transport, so :func:`remember_caller` keeps a weak reference to the
+protocol that called ``wrap_bio`` and :func:`peer_of` asks that protocol's
+transport for ``peername`` when the handshake ends (asyncio's
+``start_server``, ``create_server``, ``open_connection``, and the servers
+built on them: hypercorn, uvicorn). Other BIO users (uvloop's own
+``SSLProtocol``, anyio, trio) are not recognised: their spans have no peer
+unless the caller sets one with :func:`set_peer`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import sys
+import weakref
+from types import FrameType
+from typing import Any, Final
+
+__all__ = ["PEER", "peer_of", "remember_caller", "remember_socket", "set_peer"]
+
+PEER: Final = "_tlstiming_peer"  # (address, port), or a weak reference to who knows it
+
+
+def set_peer(conn: Any, address: tuple[str, int]) -> None:
+    """Record ``address`` as the peer of ``conn`` (a BIO connection's owner knows it)."""
+    conn.__dict__[PEER] = (address[0], address[1])
+
+
+def remember_socket(conn: ssl.SSLSocket) -> None:
+    """Read the peer of a socket connection now, while it is surely connected."""
+    with contextlib.suppress(OSError, ValueError):
+        conn.__dict__[PEER] = _address(conn.getpeername())
+
+
+def remember_caller(conn: Any, frame: FrameType | None) -> None:
+    """Keep a weak reference to the asyncio ``SSLProtocol`` that called ``wrap_bio``."""
+    sslproto = sys.modules.get("asyncio.sslproto")
+    if frame is None or sslproto is None:
+        return
+    if frame.f_code is not sslproto.SSLProtocol.__init__.__code__:
+        return
+    protocol = frame.f_locals.get("self")
+    if protocol is not None:
+        conn.__dict__[PEER] = weakref.ref(protocol)
+
+
+def peer_of(conn: Any) -> tuple[str, int] | None:
+    """The peer's (address, port) of ``conn``, or ``None`` if unknown."""
+    known = conn.__dict__.get(PEER)
+    if known is None and isinstance(conn, ssl.SSLSocket):
+        remember_socket(conn)
+        known = conn.__dict__.get(PEER)
+    if known is None or isinstance(known, tuple):
+        return known
+    protocol = known()
+    transport = getattr(protocol, "_transport", None)
+    if transport is None:
+        return None
+    address = _address(transport.get_extra_info("peername"))
+    conn.__dict__[PEER] = address
+    return address
+
+
+def _address(address: object) -> tuple[str, int] | None:
+    if isinstance(address, tuple) and len(address) >= 2:  # IPv6 has four
+        return (str(address[0]), int(address[1]))
+    return None

@@ -1,0 +1,166 @@
+"""One-call TLS timing for ASGI servers: hypercorn and uvicorn.
+
+Each function returns the server's own ``Config`` whose TLS context is a
+:class:`~tlstiming.TimedSSLContext` built with exactly the settings the
+server would have used, so every inbound handshake becomes a server-side
+span carrying the client's address and port. Spans go to ``sinks`` and to
+every sink added with :func:`tlstiming.subscribe`.
+
+Needs the ``servers`` extra (``pip install tlstiming[servers]``) or the
+server itself installed.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from tlstiming._recording.context import TimedSSLContext, create_default_context
+from tlstiming.spans.handshake import Sink
+
+if TYPE_CHECKING:
+    import hypercorn.config
+    import uvicorn
+
+__all__ = ["hypercorn_config", "uvicorn_config"]
+
+
+def hypercorn_config(
+    *,
+    certfile: str,
+    keyfile: str,
+    sinks: Iterable[Sink] = (),
+    **options: Any,
+) -> hypercorn.config.Config:
+    """A hypercorn ``Config`` serving TLS through a :class:`~tlstiming.TimedSSLContext`.
+
+    Args:
+        certfile: the server's certificate chain (PEM), as hypercorn's ``certfile``.
+        keyfile: its private key (PEM), as hypercorn's ``keyfile``.
+        sinks: called with every inbound handshake span.
+        **options: any other ``Config`` attribute (``bind``, ``ca_certs``,
+            ``verify_mode``, ``alpn_protocols``, ``ciphers``...).
+
+    Returns:
+        A ``hypercorn.config.Config`` (a subclass whose ``create_ssl_context``
+        builds the timed context, with hypercorn's settings).
+
+    Raises:
+        ImportError: hypercorn is not installed.
+        AttributeError: an option hypercorn's ``Config`` does not have.
+    """
+    config: Any = _hypercorn_config_class()()
+    config._tlstiming_sinks = tuple(sinks)
+    config.certfile, config.keyfile = certfile, keyfile
+    for name, value in options.items():
+        if not hasattr(config, name):
+            raise AttributeError(f"hypercorn's Config has no option {name!r}")
+        setattr(config, name, value)
+    timed: hypercorn.config.Config = config
+    return timed
+
+
+def _hypercorn_config_class() -> Any:
+    try:
+        from hypercorn.config import Config  # noqa: PLC0415
+    except ImportError as exc:
+        raise ImportError(
+            "tlstiming.servers.hypercorn_config needs hypercorn: pip install 'tlstiming[servers]'"
+        ) from exc
+
+    class TimedConfig(Config):
+        """hypercorn's ``Config`` whose TLS context is a ``TimedSSLContext``."""
+
+        _tlstiming_sinks: tuple[Sink, ...] = ()
+
+        def create_ssl_context(self) -> ssl.SSLContext | None:
+            # hypercorn.config.Config.create_ssl_context, on a TimedSSLContext.
+            if self.certfile is None or self.keyfile is None:
+                return None
+            context = create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.set_ciphers(self.ciphers)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.options = ssl.OP_NO_COMPRESSION
+            context.set_alpn_protocols(self.alpn_protocols)
+            context.load_cert_chain(
+                certfile=self.certfile, keyfile=self.keyfile, password=self.keyfile_password
+            )
+            if self.ca_certs is not None:
+                context.load_verify_locations(self.ca_certs)
+            if self.verify_mode is not None:
+                context.verify_mode = self.verify_mode
+            if self.verify_flags is not None:
+                context.verify_flags = self.verify_flags
+            return _with_sinks(context, self._tlstiming_sinks)
+
+    return TimedConfig
+
+
+def uvicorn_config(
+    app: Any,
+    *,
+    ssl_certfile: str,
+    ssl_keyfile: str | None = None,
+    sinks: Iterable[Sink] = (),
+    **options: Any,
+) -> uvicorn.Config:
+    """A ``uvicorn.Config`` serving TLS through a :class:`~tlstiming.TimedSSLContext`.
+
+    Uses uvicorn's own seam, ``ssl_context_factory`` (uvicorn 0.36 and
+    later): the context gets the settings uvicorn would give its own
+    (``ssl_version``, ``ssl_cert_reqs``, ``ssl_ca_certs``, ``ssl_ciphers``,
+    the protocol's ALPN list).
+
+    Args:
+        app: the ASGI application (or its import string), as ``uvicorn.Config``.
+        ssl_certfile: the server's certificate chain (PEM).
+        ssl_keyfile: its private key (PEM), if not in ``ssl_certfile``.
+        sinks: called with every inbound handshake span.
+        **options: any other ``uvicorn.Config`` keyword (``host``, ``port``,
+            ``ssl_cert_reqs``, ``ssl_ca_certs``, ``log_level``...).
+
+    Returns:
+        The ``uvicorn.Config``; pass it to ``uvicorn.Server``.
+
+    Raises:
+        ImportError: uvicorn is not installed.
+    """
+    try:
+        import uvicorn  # noqa: PLC0415
+    except ImportError as exc:
+        raise ImportError(
+            "tlstiming.servers.uvicorn_config needs uvicorn: pip install 'tlstiming[servers]'"
+        ) from exc
+    sinks = tuple(sinks)
+
+    def factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        # uvicorn.config.create_ssl_context, on a TimedSSLContext.
+        context = TimedSSLContext(config.ssl_version)
+        password = config.ssl_keyfile_password
+        context.load_cert_chain(
+            ssl_certfile, config.ssl_keyfile, (lambda: password) if password else None
+        )
+        context.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
+        if config.ssl_ca_certs:
+            context.load_verify_locations(config.ssl_ca_certs)
+        if config.ssl_ciphers:
+            context.set_ciphers(config.ssl_ciphers)
+        alpn = getattr(config.http_protocol_class, "alpn_protocols", None)
+        if alpn:
+            context.set_alpn_protocols(alpn)
+        return _with_sinks(context, sinks)
+
+    return uvicorn.Config(
+        app,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        ssl_context_factory=factory,
+        **options,
+    )
+
+
+def _with_sinks(context: TimedSSLContext, sinks: Iterable[Sink]) -> TimedSSLContext:
+    for sink in sinks:
+        context.add_sink(sink)
+    return context
