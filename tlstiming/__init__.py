@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from tlstiming._analysis.facts import AlertFact, HandshakeFacts
     from tlstiming._recording.connections import TimedSSLObject, TimedSSLSocket
     from tlstiming._recording.delivery import subscribe, unsubscribe
+    from tlstiming._recording.native import Implementation, implementation
+    from tlstiming._recording.instrument import instrument, instrumented, uninstrument
     from tlstiming._recording.verify import (
         PeerInfo,
         Verdict,
@@ -53,6 +55,7 @@ _WHERE: dict[str, str] = {
     "HandshakeError": "tlstiming.spans",
     "HandshakeFacts": "tlstiming._analysis.facts",
     "HandshakeSpan": "tlstiming.spans",
+    "Implementation": "tlstiming._recording.native",
     "Message": "tlstiming.spans",
     "ParseError": "tlstiming.errors",
     "PeerInfo": "tlstiming._recording.verify",
@@ -74,8 +77,12 @@ _WHERE: dict[str, str] = {
     "VerifierRejected": "tlstiming._recording.verify",
     "create_default_context": "tlstiming.context",
     "diagnose": "tlstiming.diagnosis",
+    "implementation": "tlstiming._recording.native",
+    "instrument": "tlstiming._recording.instrument",
+    "instrumented": "tlstiming._recording.instrument",
     "span_of": "tlstiming._trace.lookup",
     "subscribe": "tlstiming._recording.delivery",
+    "uninstrument": "tlstiming._recording.instrument",
     "unsubscribe": "tlstiming._recording.delivery",
 }
 
@@ -105,6 +112,7 @@ __all__ = [
     "HandshakeError",
     "HandshakeFacts",
     "HandshakeSpan",
+    "Implementation",
     "Message",
     "ParseError",
     "PeerInfo",
@@ -126,8 +134,12 @@ __all__ = [
     "__version__",
     "create_default_context",
     "diagnose",
+    "implementation",
+    "instrument",
+    "instrumented",
     "span_of",
     "subscribe",
+    "uninstrument",
     "unsubscribe",
 ]
 
