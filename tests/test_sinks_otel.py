@@ -157,14 +157,14 @@ def test_histograms(spans: RealSpans, otel: OTel) -> None:
     metrics = {
         m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
     }
-    total = metrics["tls.handshake.duration"]
+    total = metrics["tlstiming.handshake.duration"]
     assert total.unit == "s"
     points = _histogram(total)
     assert sum(p.count for p in points) == 2
     by_error = {dict(p.attributes or {}).get("error.type"): p for p in points}
     assert by_error[None].sum == pytest.approx(spans.ok.duration_ns / 1e9)
     assert by_error["ssl.SSLCertVerificationError"].count == 1
-    phases = _histogram(metrics["tls.handshake.phase.duration"])
+    phases = _histogram(metrics["tlstiming.handshake.phase.duration"])
     attrs = [dict(p.attributes or {}) for p in phases]
     ok_phases = {
         a["tls.handshake.phase"]: p

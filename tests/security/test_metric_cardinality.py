@@ -91,7 +91,7 @@ def test_random_sni_names_make_no_server_series(
     combinations = {(s.facts.protocol_version, s.error.type if s.error else None) for s in spans}
     assert len(combinations) == 3  # 1.3 ok, 1.2 ok, and failures
 
-    totals = _points(reader, "tls.handshake.duration")
+    totals = _points(reader, "tlstiming.handshake.duration")
     assert sum(p.count for p in totals) == HANDSHAKES
     assert len(totals) == len(combinations)
     shown = {tuple(sorted(dict(p.attributes or {}).items())) for p in totals}
@@ -101,7 +101,7 @@ def test_random_sni_names_make_no_server_series(
         for version, error in combinations
     } == shown
 
-    phases = _points(reader, "tls.handshake.phase.duration")
+    phases = _points(reader, "tlstiming.handshake.phase.duration")
     phase_names = {p.name for s in spans for p in s.phases}
     assert len(phases) <= len(combinations) * len(phase_names)
     for point in phases:
@@ -143,7 +143,7 @@ def test_a_peer_chosen_version_is_recorded_as_other(
     sink(_FakeSpan(**{"tls.side": "client", "tls.protocol.version": "1.3"}))
     versions = {
         dict(p.attributes or {})["tls.protocol.version"]
-        for p in _points(reader, "tls.handshake.duration")
+        for p in _points(reader, "tlstiming.handshake.duration")
     }
     assert versions == {"other", "1.3"}
 
@@ -155,7 +155,7 @@ def test_the_client_side_keeps_the_name_it_asked_for(
     sink, reader = metrics
     sink(_FakeSpan(**{"tls.side": "client", "server.address": "api.example", "tls.sni": "x"}))
     sink(_FakeSpan(**{"tls.side": "server", "server.address": "chosen.by.client"}))
-    attributes = [dict(p.attributes or {}) for p in _points(reader, "tls.handshake.duration")]
+    attributes = [dict(p.attributes or {}) for p in _points(reader, "tlstiming.handshake.duration")]
     assert sorted(attributes, key=str) == [
         {"server.address": "api.example", "tls.side": "client"},
         {"tls.side": "server"},

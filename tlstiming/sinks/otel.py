@@ -35,9 +35,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
         "tlstiming.sinks.otel needs OpenTelemetry's API: pip install 'tlstiming[otel]'"
     ) from exc
 
-from tlstiming._wire.names import VERSIONS
 from tlstiming.sinks._common import Emitter
 from tlstiming.sinks._flatten import FINDINGS_KEY, SpanLike, findings_of, flatten_dict, table_of
+from tlstiming.sinks._otel_metrics import Histograms
 
 __all__ = ["OTelSink"]
 
@@ -48,13 +48,6 @@ _WAIT: Final = ("pool_wait", "wait_for_connection")
 _PROXY: Final = ("retry", "proxy_connect", "proxy_tls")
 _SETUP: Final = _DNS + _CONNECT + _PROXY + _TLS
 _NOT_ATTRIBUTES: Final = frozenset({"tlstiming.log_schema", "span.id"})
-# Metric attributes per side. Every distinct set of values is one more series to keep, so
-# nothing a peer picks freely is one: a server never uses the client's SNI name or ALPN offer.
-_METRIC_KEYS: Final = {
-    "client": ("tls.side", "tls.protocol.version", "server.address", "error.type"),
-    "server": ("tls.side", "tls.protocol.version", "error.type"),
-}
-_KNOWN_VERSIONS: Final = frozenset(VERSIONS.values())
 
 
 class OTelSink(Emitter):
@@ -65,17 +58,22 @@ class OTelSink(Emitter):
             application configures the SDK).
         meter_provider: default: the global one.
         traces: export spans.
-        metrics: record the histograms ``tls.handshake.duration`` (seconds,
-            per handshake) and ``tls.handshake.phase.duration`` (seconds, per
-            phase, attribute ``tls.handshake.phase``). Their attributes are
+        metrics: record the histograms ``tlstiming.handshake.duration``
+            (seconds, per handshake), ``tlstiming.handshake.phase.duration``
+            (seconds, per phase, attribute ``tls.handshake.phase``) and
+            ``tlstiming.request.duration`` (seconds, per request span), with
+            bucket advice from 0.1 ms to 10 s. Their attributes are
             bounded: on the client side ``tls.side``, ``tls.protocol.version``,
-            ``server.address`` (the ``server_hostname`` the caller asked for)
-            and ``error.type``; on the server side ``tls.side``,
-            ``tls.protocol.version`` and ``error.type`` only, never the SNI
-            name, the ALPN offer or anything else a client chooses, so that
-            no client can create series at will. A version the peer claims
-            beyond the known ones (``1.0`` to ``1.3``, ``SSL 3.0``) is
-            recorded as ``other``. Traces keep every attribute.
+            ``server.address`` (the ``server_hostname`` the caller asked for),
+            ``server.port`` and ``error.type``; on the server side
+            ``tls.side``, ``tls.protocol.version`` and ``error.type`` only,
+            never the SNI name, the client's port, the ALPN offer or anything
+            else a client chooses, so that no client can create series at
+            will. A version the peer claims beyond the known ones (``1.0`` to
+            ``1.3``, ``SSL 3.0``) is recorded as ``other``. Requests:
+            ``http.request.method``, ``server.address``, ``server.port``,
+            ``http.response.status_code``, ``error.type``. Traces keep every
+            attribute (docs/logging.md lists the Prometheus names).
         nest_connection_setup: make a request's ``HTTP connection_setup``
             span a child of the request span instead of a linked root span.
         background: wrap the sink in one :class:`BackgroundSink` (the
@@ -84,7 +82,7 @@ class OTelSink(Emitter):
             calling thread.
     """
 
-    __slots__ = ("_duration", "_nest", "_phase_duration", "_tracer")
+    __slots__ = ("_histograms", "_nest", "_tracer")
 
     def __init__(
         self,
@@ -101,18 +99,10 @@ class OTelSink(Emitter):
         self._tracer = (
             trace.get_tracer("tlstiming", __version__, tracer_provider) if traces else None
         )
-        self._duration: Any = None
-        self._phase_duration: Any = None
+        self._histograms: Histograms | None = None
         if metrics:
             meter = _metrics_api().get_meter("tlstiming", __version__, meter_provider)
-            self._duration = meter.create_histogram(
-                "tls.handshake.duration", unit="s", description="TLS handshake duration"
-            )
-            self._phase_duration = meter.create_histogram(
-                "tls.handshake.phase.duration",
-                unit="s",
-                description="Duration of one phase of a TLS handshake",
-            )
+            self._histograms = Histograms(meter)
         self._nest = nest_connection_setup
         self._wrap(background)
 
@@ -121,10 +111,14 @@ class OTelSink(Emitter):
         data = span.to_dict()
         kind = data.get("tlstiming.kind")
         if kind == "tls.handshake":
-            self._record(data)
+            if self._histograms is not None:
+                self._histograms.record_handshake(data, span)
             if self._tracer is not None:
                 self._handshake(data, None, span)
-        elif self._tracer is not None:
+            return
+        if kind == "http.request" and self._histograms is not None:
+            self._histograms.record_request(data)
+        if self._tracer is not None:
             if kind == "http.request":
                 self._request(span, data)
             else:
@@ -267,35 +261,13 @@ class OTelSink(Emitter):
         )
         _finish(otel_span, data, start + int(data["duration_ns"]))
 
-    # -- metrics --------------------------------------------------------------
-
-    def _record(self, data: Mapping[str, Any]) -> None:
-        if self._duration is None:
-            return
-        attributes = _metric_attributes(data)
-        self._duration.record(int(data["duration_ns"]) / 1e9, attributes)
-        for phase in data.get("tlstiming.phases") or ():
-            self._phase_duration.record(
-                int(phase["duration_ns"]) / 1e9,
-                {**attributes, "tls.handshake.phase": phase["name"]},
-            )
-
     def __repr__(self) -> str:
-        return f"<OTelSink traces={self._tracer is not None} metrics={self._duration is not None}>"
+        traces, metrics = self._tracer is not None, self._histograms is not None
+        return f"<OTelSink traces={traces} metrics={metrics}>"
 
 
 def _metrics_api() -> Any:
     return metrics
-
-
-def _metric_attributes(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The bounded attributes of a handshake's histograms (see :class:`OTelSink`)."""
-    keys = _METRIC_KEYS["client" if data.get("tls.side") == "client" else "server"]
-    out = {k: data[k] for k in keys if data.get(k) is not None}
-    version = out.get("tls.protocol.version")
-    if version is not None and version not in _KNOWN_VERSIONS:
-        out["tls.protocol.version"] = "other"
-    return out
 
 
 def _attributes(
