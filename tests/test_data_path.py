@@ -23,6 +23,7 @@ from servers import GREETING, GUARD, PKI, connect, read_exactly, server_context
 
 import tlstiming
 from tlstiming import SpanRecorder, TimedSSLContext
+from tlstiming._recording import native as _native
 
 # Every case runs with the C accelerator and with the pure-Python hot path.
 pytestmark = pytest.mark.usefixtures("implementation")
@@ -84,7 +85,8 @@ def test_no_callbacks_after_the_handshake(
     server = serve(server_context(pki.leaf, maximum_version=version), mode="echo")
     with connect(ctx, server.address) as tls:
         handshake_calls = counting.calls
-        assert handshake_calls > 10  # the handshake was recorded through it
+        if _native.implementation().name != "native":  # native: OpenSSL calls C directly
+            assert handshake_calls > 10  # the handshake was recorded through it
         echo_round_trips(tls)
         assert counting.calls == handshake_calls  # not one call on the data path
         assert tls.context is ctx

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from tlstiming._analysis.facts import AlertFact, HandshakeFacts
     from tlstiming._recording.connections import TimedSSLObject, TimedSSLSocket
     from tlstiming._recording.delivery import subscribe, unsubscribe
-    from tlstiming._recording.native import Implementation, implementation
     from tlstiming._recording.instrument import instrument, instrumented, uninstrument
+    from tlstiming._recording.native import Implementation, implementation
     from tlstiming._recording.verify import (
         PeerInfo,
         Verdict,

@@ -16,6 +16,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -31,7 +32,7 @@
 
 /* Bumped whenever configure() or the behaviour the Python code expects changes
  * (tlstiming._recording.accelerator.SPEEDUPS_VERSION). */
-#define SPEEDUPS_VERSION 5
+#define SPEEDUPS_VERSION 6
 
 /* Wire numbers and marker kinds, named as in tlstiming/_wire/names.py, which
  * declares them (tests/test_speedups.py checks every one against it). */
@@ -41,6 +42,17 @@ enum {
     CERTIFICATE_REQUEST = 13,  /* HandshakeType */
     ENTER = -1,                /* a do_handshake() call starts */
     EXIT = -2,                 /* it returns */
+    SNI_START = -3,            /* the server's sni_callback starts */
+    CHANGE_CIPHER_SPEC = 20,   /* content types the native callback derives a type for */
+    RECORD_HEADER = 256,
+    INNER_CONTENT_TYPE = 257,
+};
+
+/* What CPython's own message callback passes as msg_type where the wire has none
+ * (Modules/_ssl/debughelpers.c): not wire numbers. */
+enum {
+    CPYTHON_CCS_MSG_TYPE = 0x0101,
+    CPYTHON_NO_MSG_TYPE = -1,
 };
 
 /* -- compatibility: Python 3.10 to 3.13 ------------------------------------ */
@@ -165,6 +177,7 @@ typedef struct {
     char *data;
     size_t used, room;
     int frozen;
+    Py_ssize_t truncated;  /* events or bytes the native arena could not keep (its cap) */
 } Events;
 
 static PyTypeObject EventsType;
@@ -173,8 +186,8 @@ static PyObject *s_read, *s_write;
 static void
 events_dealloc(Events *self)
 {
-    PyMem_Free(self->items);
-    PyMem_Free(self->data);
+    PyMem_RawFree(self->items);
+    PyMem_RawFree(self->data);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -206,7 +219,7 @@ events_reserve(Events *self, size_t length)
             return NULL;
         }
         Py_ssize_t capacity = self->capacity ? self->capacity * 2 : 32;
-        Event *items = PyMem_Realloc(self->items, (size_t)capacity * sizeof(Event));
+        Event *items = PyMem_RawRealloc(self->items, (size_t)capacity * sizeof(Event));
         if (items == NULL) {
             PyErr_NoMemory();
             return NULL;
@@ -219,7 +232,7 @@ events_reserve(Events *self, size_t length)
         while (room < self->used + length) {
             room = room > SIZE_MAX / 2 ? self->used + length : room * 2;  /* no wrap (32-bit) */
         }
-        char *data = PyMem_Realloc(self->data, room);
+        char *data = PyMem_RawRealloc(self->data, room);
         if (data == NULL) {
             PyErr_NoMemory();
             return NULL;
@@ -400,6 +413,12 @@ static PyMethodDef events_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef events_members[] = {
+    {"truncated", T_PYSSIZET, offsetof(Events, truncated), READONLY,
+     "How many events or message bytes the native arena dropped at its cap (0: none)."},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PySequenceMethods events_as_sequence = {
     .sq_length = (lenfunc)events_length,
     .sq_item = (ssizeargfunc)events_item,
@@ -420,6 +439,7 @@ static PyTypeObject EventsType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "A handshake's raw events, packed: a sequence of 6-tuples.",
     .tp_methods = events_methods,
+    .tp_members = events_members,
     .tp_new = events_new,
 };
 
@@ -584,6 +604,485 @@ recorded:
     Py_RETURN_NONE;
 }
 
+/* -- native hooks: OpenSSL's message callback in C, without the GIL -----------
+ *
+ * When enabled (tlstiming._recording.native), a connection's handshake is
+ * recorded by a C message callback set on its own SSL (SSL_set_msg_callback)
+ * when its first do_handshake() call starts. The callback runs inside OpenSSL,
+ * without the GIL: it touches no Python object and appends fixed-size events
+ * and the message bytes to an arena kept in the SSL's ex_data (freed with the
+ * SSL). When the handshake ends, harvest() merges the arena with the
+ * do_handshake marks into one Events object, exactly what the callback path
+ * would have recorded, and hands the connection back to CPython's own
+ * per-connection callback (by re-assigning its context), so that everything
+ * after the handshake (the detach, a TLS 1.3 verdict, a user's _msg_callback)
+ * works as on the callback path.
+ *
+ * OpenSSL is reached through the very libssl that _ssl is linked against
+ * (dlopen of _ssl's own file with RTLD_NOLOAD, then dlsym): no OpenSSL header
+ * or link flag at build time. CPython's objects are read through their
+ * stable heads (PyObject_HEAD then SSL_CTX *ctx; PyObject_HEAD, PyObject
+ * *Socket, SSL *ssl), validated on a live pair at init and again on every
+ * connection: any doubt leaves the connection on the callback path. */
+
+#if defined(__linux__)
+#define NATIVE_POSSIBLE 1
+#include <dlfcn.h>
+
+typedef void (*native_msg_cb)(int, int, int, const void *, size_t, void *, void *);
+typedef void (*native_free_cb)(void *, void *, void *, int, long, void *);
+
+static struct {
+    void (*set_msg_callback)(void *ssl, native_msg_cb cb);
+    void *(*get_ssl_ctx)(const void *ssl);
+    uint64_t (*ctx_get_options)(const void *ctx);
+    void *(*get_ex_data)(const void *ssl, int idx);
+    int (*set_ex_data)(void *ssl, int idx, void *data);
+    int (*get_ex_new_index)(int class_index, long argl, void *argp, void *new_func,
+                            void *dup_func, native_free_cb free_func);
+    unsigned long (*version_num)(void);
+} ossl;
+
+static const char *const native_symbols[] = {
+    "SSL_set_msg_callback", "SSL_get_SSL_CTX", "SSL_CTX_get_options", "SSL_get_ex_data",
+    "SSL_set_ex_data", "CRYPTO_get_ex_new_index", "OpenSSL_version_num",
+};
+#define N_NATIVE_SYMBOLS (sizeof(native_symbols) / sizeof(native_symbols[0]))
+#define CRYPTO_EX_INDEX_SSL 0  /* openssl/crypto.h */
+
+typedef struct { PyObject_HEAD void *ctx; } ContextHead;              /* _ssl._SSLContext */
+typedef struct { PyObject_HEAD PyObject *Socket; void *ssl; } SocketHead;  /* _ssl._SSLSocket */
+
+static int g_native;                 /* connections are armed */
+static int g_ex_index = -1;
+static PyTypeObject *g_sock_type;    /* _ssl._SSLSocket, checked at init */
+static PyTypeObject *g_ctx_type;     /* _ssl._SSLContext */
+static size_t g_max_events = 256, g_max_bytes = 65536;  /* per handshake */
+static Py_ssize_t g_conn_fallbacks;  /* connections left on the callback path */
+static PyObject *s_user_cb, *s_options;
+
+typedef struct {
+    Event *items;
+    size_t size, capacity, max_events, max_bytes;
+    char *data;
+    size_t used, room;
+    size_t truncated;
+    int certificate_request;  /* one was seen: conn.py's CERTIFICATE_REQUEST key */
+} Arena;
+
+static void
+arena_free(Arena *a)
+{
+    if (a != NULL) {
+        PyMem_RawFree(a->items);
+        PyMem_RawFree(a->data);
+        PyMem_RawFree(a);
+    }
+}
+
+/* ex_data free callback: the SSL is being freed. */
+static void
+arena_free_cb(void *parent, void *ptr, void *ad, int idx, long argl, void *argp)
+{
+    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+    arena_free((Arena *)ptr);
+}
+
+/* Append one event; at the cap, count it as truncated instead. No GIL, no Python. */
+static void
+arena_add(Arena *a, int64_t t, int64_t cpu, uint8_t direction, int32_t kind, int32_t msg_type,
+          const char *buf, size_t len)
+{
+    if (a->size == a->capacity) {
+        size_t capacity = a->capacity ? a->capacity * 2 : 32;
+        if (capacity > a->max_events) {
+            capacity = a->max_events;
+        }
+        Event *items = capacity > a->capacity
+                           ? PyMem_RawRealloc(a->items, capacity * sizeof(Event)) : NULL;
+        if (items == NULL) {
+            a->truncated++;
+            return;
+        }
+        a->items = items;
+        a->capacity = capacity;
+    }
+    if (len > a->max_bytes - a->used) {  /* the event is kept, its bytes are not */
+        a->truncated++;
+        len = 0;
+    }
+    else if (a->used + len > a->room) {
+        size_t room = a->room ? a->room : 4096;
+        while (room < a->used + len) {
+            room *= 2;
+        }
+        char *data = PyMem_RawRealloc(a->data, room);
+        if (data == NULL) {
+            a->truncated++;
+            len = 0;
+        }
+        else {
+            a->data = data;
+            a->room = room;
+        }
+    }
+    Event *e = &a->items[a->size++];
+    e->t = t;
+    e->cpu = cpu;
+    e->direction = direction;
+    e->kind = kind;
+    e->msg_type = msg_type;
+    e->offset = (uint32_t)a->used;
+    e->length = (uint32_t)len;
+    if (len) {
+        memcpy(a->data + a->used, buf, len);
+        a->used += len;
+    }
+}
+
+static int64_t
+clock_now(clockid_t id)
+{
+    struct timespec ts;
+    if (clock_gettime(id, &ts) != 0) {
+        return -1;
+    }
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* OpenSSL's message callback: runs inside OpenSSL, without the GIL. The message
+ * type is derived exactly as CPython's own callback does (Modules/_ssl/debughelpers.c). */
+static void
+native_on_message(int write_p, int version, int content_type, const void *buf, size_t len,
+                  void *ssl, void *arg)
+{
+    (void)version; (void)arg;
+    Arena *a = ossl.get_ex_data(ssl, g_ex_index);
+    if (a == NULL) {
+        return;
+    }
+    const signed char *c = (const signed char *)buf;
+    int type;
+    switch (content_type) {
+    case CHANGE_CIPHER_SPEC: type = CPYTHON_CCS_MSG_TYPE; break;
+    case ALERT: type = len > 1 ? c[1] : CPYTHON_NO_MSG_TYPE; break;  /* level, description */
+    case HANDSHAKE:                                                  /* fall through */
+    case RECORD_HEADER:                                              /* fall through */
+    case INNER_CONTENT_TYPE: type = len > 0 ? c[0] : CPYTHON_NO_MSG_TYPE; break;
+    default: type = CPYTHON_NO_MSG_TYPE; break;
+    }
+    int64_t t = clock_now(CLOCK_MONOTONIC);
+    int64_t cpu = content_type == HANDSHAKE || content_type == ALERT
+                      ? clock_now(CLOCK_THREAD_CPUTIME_ID) : -1;
+    arena_add(a, t, cpu, write_p ? 2 : 1, content_type, type, buf, len);
+    if (content_type == HANDSHAKE && type == CERTIFICATE_REQUEST) {
+        a->certificate_request = 1;
+    }
+}
+
+/* The SSL* of a connection's _sslobj (borrowed ``d``: the connection's __dict__) and its
+ * context object (new ref in *context), validated; NULL (no exception) when in doubt. */
+static void *
+native_ssl(PyObject *d, PyObject **context)
+{
+    *context = NULL;
+    PyObject *sslobj = PyDict_GetItemWithError(d, s_sslobj);
+    if (sslobj == NULL || !Py_IS_TYPE(sslobj, g_sock_type)) {
+        PyErr_Clear();
+        return NULL;
+    }
+    void *ssl = ((SocketHead *)sslobj)->ssl;
+    PyObject *ctx = PyObject_GetAttr(sslobj, s_context);
+    if (ctx == NULL || !PyObject_TypeCheck(ctx, g_ctx_type) || ssl == NULL
+        || ((ContextHead *)ctx)->ctx == NULL || ossl.get_ssl_ctx(ssl) != ((ContextHead *)ctx)->ctx) {
+        PyErr_Clear();
+        Py_XDECREF(ctx);
+        return NULL;
+    }
+    *context = ctx;
+    return ssl;
+}
+
+/* First ENTER of a handshake: record it natively, if this connection allows it. */
+static void
+native_arm(PyObject *d, PyObject *context)
+{
+    PyObject *user = PyObject_GetAttr(context, s_user_cb);  /* a user's _msg_callback */
+    if (user == NULL || user != Py_None) {  /* theirs wants the trampoline; or not ours */
+        PyErr_Clear();
+        Py_XDECREF(user);
+        return;
+    }
+    Py_DECREF(user);
+    PyObject *ctx;
+    void *ssl = native_ssl(d, &ctx);
+    if (ssl == NULL) {
+        g_conn_fallbacks++;
+        return;
+    }
+    PyObject *options = PyObject_GetAttr(ctx, s_options);
+    unsigned long long expected = options == NULL ? 0 : PyLong_AsUnsignedLongLong(options);
+    Py_XDECREF(options);
+    int ok = !PyErr_Occurred()
+             && ossl.ctx_get_options(((ContextHead *)ctx)->ctx) == (uint64_t)expected;
+    PyErr_Clear();
+    Py_DECREF(ctx);
+    Arena *a = ok && ossl.get_ex_data(ssl, g_ex_index) == NULL ? PyMem_RawCalloc(1, sizeof(Arena))
+                                                                 : NULL;
+    if (a == NULL) {
+        g_conn_fallbacks++;
+        return;
+    }
+    a->max_events = g_max_events;
+    a->max_bytes = g_max_bytes;
+    if (!ossl.set_ex_data(ssl, g_ex_index, a)) {
+        arena_free(a);
+        g_conn_fallbacks++;
+        return;
+    }
+    ossl.set_msg_callback(ssl, native_on_message);
+}
+
+/* Interleave the do_handshake marks (``m``) and the arena by time into a new Events. */
+static PyObject *
+native_merge(Events *m, Arena *a)
+{
+    Events *out = (Events *)PyObject_CallNoArgs((PyObject *)&EventsType);
+    if (out == NULL) {
+        return NULL;
+    }
+    Py_ssize_t i = 0;
+    size_t j = 0;
+    while (i < m->size || j < a->size) {
+        int take_mark;
+        if (j == a->size) {
+            take_mark = 1;
+        }
+        else if (i == m->size) {
+            take_mark = 0;
+        }
+        else {
+            const Event *x = &m->items[i], *y = &a->items[j];
+            take_mark = x->t < y->t || (x->t == y->t && (x->kind == ENTER || x->kind == SNI_START));
+        }
+        const Event *e = take_mark ? &m->items[i++] : &a->items[j++];
+        const char *base = take_mark ? m->data : a->data;
+        if (events_add(out, e->t, e->cpu, e->direction, e->kind, e->msg_type,
+                       e->length ? base + e->offset : NULL, e->length) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    out->truncated = m->truncated + (Py_ssize_t)a->truncated;
+    return (PyObject *)out;
+}
+
+/* The handshake's events with the arena merged in (new ref), or NULL on error. The
+ * arena is released and the connection handed back to CPython's own callback. */
+static PyObject *
+native_harvest(PyObject *conn, PyObject *events)
+{
+    if (!g_native || !Py_IS_TYPE(events, &EventsType)) {
+        return Py_NewRef(events);
+    }
+    PyObject *d = PyObject_GenericGetDict(conn, NULL);
+    if (d == NULL) {
+        PyErr_Clear();
+        return Py_NewRef(events);
+    }
+    PyObject *ctx;
+    void *ssl = native_ssl(d, &ctx);
+    Arena *a = ssl == NULL ? NULL : ossl.get_ex_data(ssl, g_ex_index);
+    if (a == NULL) {
+        Py_XDECREF(ctx);
+        Py_DECREF(d);
+        return Py_NewRef(events);
+    }
+    ossl.set_msg_callback(ssl, NULL);
+    ossl.set_ex_data(ssl, g_ex_index, NULL);
+    PyObject *merged = native_merge((Events *)events, a);
+    if (merged != NULL && a->certificate_request
+        && PyObject_SetAttr(conn, s_certreq, Py_True) < 0) {
+        Py_CLEAR(merged);
+    }
+    arena_free(a);
+    /* CPython's per-connection callback again, as on the callback path (detach.rearm) */
+    PyObject *sslobj = PyDict_GetItemWithError(d, s_sslobj);
+    if (sslobj == NULL || PyObject_SetAttr(sslobj, s_context, ctx) < 0) {
+        PyErr_Clear();
+    }
+    Py_DECREF(ctx);
+    Py_DECREF(d);
+    return merged;
+}
+
+/* After a server's sni_callback: a context switch resets the connection's callback. */
+static PyObject *
+py_native_rearm(PyObject *module, PyObject *conn)
+{
+    (void)module;
+    if (!g_native) {
+        Py_RETURN_NONE;
+    }
+    PyObject *d = PyObject_GenericGetDict(conn, NULL);
+    if (d == NULL) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *ctx;
+    void *ssl = native_ssl(d, &ctx);
+    if (ssl != NULL && ossl.get_ex_data(ssl, g_ex_index) != NULL) {
+        ossl.set_msg_callback(ssl, native_on_message);
+    }
+    Py_XDECREF(ctx);
+    Py_DECREF(d);
+    Py_RETURN_NONE;
+}
+
+/* native_init(ssl_path, version, context, options, sslobj, extra_symbol=None):
+ * resolve and validate; None when native hooks can be used, else the reason (str).
+ * Nothing is changed unless every check passes. */
+static PyObject *
+native_init(PyObject *module, PyObject *args)
+{
+    (void)module;
+    const char *path, *extra = NULL;
+    unsigned long long version, options;
+    PyObject *context, *sslobj;
+    if (!PyArg_ParseTuple(args, "sKOKO|z", &path, &version, &context, &options, &sslobj, &extra)) {
+        return NULL;
+    }
+    void *handle = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (handle == NULL) {
+        return PyUnicode_FromFormat("_ssl is not a loaded shared object (%s)", path);
+    }
+    void *found[N_NATIVE_SYMBOLS];
+    for (size_t k = 0; k < N_NATIVE_SYMBOLS; k++) {
+        if ((found[k] = dlsym(handle, native_symbols[k])) == NULL) {
+            dlclose(handle);
+            return PyUnicode_FromFormat("OpenSSL symbol %s not found", native_symbols[k]);
+        }
+    }
+    if (extra != NULL && dlsym(handle, extra) == NULL) {
+        dlclose(handle);
+        return PyUnicode_FromFormat("OpenSSL symbol %s not found", extra);
+    }
+    dlclose(handle);  /* RTLD_NOLOAD took a reference; _ssl keeps the library loaded */
+    unsigned long running = ((unsigned long (*)(void))found[6])();
+    if (running >> 28 != 3 || version >> 28 != 3) {
+        return PyUnicode_FromFormat("OpenSSL %lx is not 3.x (built against %llx)", running, version);
+    }
+    PyTypeObject *ctx_type = Py_TYPE(context);
+    while (ctx_type != NULL && strcmp(ctx_type->tp_name, "_ssl._SSLContext") != 0) {
+        ctx_type = ctx_type->tp_base;
+    }
+    if (ctx_type == NULL || strcmp(Py_TYPE(sslobj)->tp_name, "_ssl._SSLSocket") != 0) {
+        return PyUnicode_FromString("unexpected _ssl object types");
+    }
+    void *ctx = ((ContextHead *)context)->ctx, *ssl = ((SocketHead *)sslobj)->ssl;
+    if (ctx == NULL || ((uint64_t (*)(const void *))found[2])(ctx) != (uint64_t)options) {
+        return PyUnicode_FromString("layout check failed: SSL_CTX_get_options differs");
+    }
+    if (ssl == NULL || ((void *(*)(const void *))found[1])(ssl) != ctx) {
+        return PyUnicode_FromString("layout check failed: SSL_get_SSL_CTX differs");
+    }
+    memcpy(&ossl.set_msg_callback, &found[0], sizeof(void *));
+    memcpy(&ossl.get_ssl_ctx, &found[1], sizeof(void *));
+    memcpy(&ossl.ctx_get_options, &found[2], sizeof(void *));
+    memcpy(&ossl.get_ex_data, &found[3], sizeof(void *));
+    memcpy(&ossl.set_ex_data, &found[4], sizeof(void *));
+    memcpy(&ossl.get_ex_new_index, &found[5], sizeof(void *));
+    memcpy(&ossl.version_num, &found[6], sizeof(void *));
+    if (g_ex_index < 0) {
+        g_ex_index = ossl.get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, NULL, NULL, arena_free_cb);
+        if (g_ex_index < 0) {
+            return PyUnicode_FromString("SSL ex_data index unavailable");
+        }
+    }
+    Py_XSETREF(g_sock_type, (PyTypeObject *)Py_NewRef(Py_TYPE(sslobj)));
+    Py_XSETREF(g_ctx_type, (PyTypeObject *)Py_NewRef(ctx_type));
+    Py_RETURN_NONE;
+}
+
+/* native_enable(on): arm new handshakes (only after a successful native_init). */
+static PyObject *
+native_enable(PyObject *module, PyObject *on)
+{
+    (void)module;
+    int truthy = PyObject_IsTrue(on);
+    if (truthy < 0) {
+        return NULL;
+    }
+    if (truthy && g_ex_index < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "native hooks are not initialised (native_init)");
+        return NULL;
+    }
+    g_native = truthy;
+    Py_RETURN_NONE;
+}
+
+/* native_limits(max_events, max_bytes) -> the previous pair: the arena's cap (tests). */
+static PyObject *
+native_limits(PyObject *module, PyObject *args)
+{
+    (void)module;
+    Py_ssize_t events, bytes;
+    if (!PyArg_ParseTuple(args, "nn", &events, &bytes)) {
+        return NULL;
+    }
+    if (events < 1 || bytes < 0 || bytes > (Py_ssize_t)UINT32_MAX / 2) {
+        PyErr_SetString(PyExc_ValueError, "max_events must be >= 1, max_bytes in [0, 2**31)");
+        return NULL;
+    }
+    PyObject *previous = Py_BuildValue("(nn)", (Py_ssize_t)g_max_events, (Py_ssize_t)g_max_bytes);
+    g_max_events = (size_t)events;
+    g_max_bytes = (size_t)bytes;
+    return previous;
+}
+
+static PyObject *
+native_fallbacks(PyObject *module, PyObject *unused)
+{
+    (void)module; (void)unused;
+    return PyLong_FromSsize_t(g_conn_fallbacks);
+}
+
+#else  /* not Linux: the callback path only */
+#define NATIVE_POSSIBLE 0
+static int g_native;
+static void native_arm(PyObject *d, PyObject *context) { (void)d; (void)context; }
+static PyObject *native_harvest(PyObject *conn, PyObject *events) { (void)conn; return Py_NewRef(events); }
+static PyObject *py_native_rearm(PyObject *m, PyObject *c) { (void)m; (void)c; Py_RETURN_NONE; }
+static PyObject *
+native_init(PyObject *module, PyObject *args)
+{
+    (void)module; (void)args;
+    return PyUnicode_FromString("native hooks are implemented for Linux only");
+}
+static PyObject *
+native_enable(PyObject *module, PyObject *on)
+{
+    (void)module; (void)on;
+    PyErr_SetString(PyExc_RuntimeError, "native hooks are implemented for Linux only");
+    return NULL;
+}
+static PyObject *native_limits(PyObject *m, PyObject *a) { (void)m; (void)a; return Py_BuildValue("(nn)", (Py_ssize_t)0, (Py_ssize_t)0); }
+static PyObject *native_fallbacks(PyObject *m, PyObject *u) { (void)m; (void)u; return PyLong_FromLong(0); }
+#endif
+
+/* harvest(conn, events): the events with the native arena merged in. */
+static PyObject *
+py_native_harvest(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "native_harvest() takes 2 arguments");
+        return NULL;
+    }
+    return native_harvest(args[0], args[1]);
+}
+
+
 /* detach.rearm: assign the connection (its __dict__ ``d``) its own context again, so
  * that OpenSSL calls back for it even if it was born (SSL_new, run without the
  * GIL) in the instant another thread's detach had cleared the context's callback. */
@@ -630,6 +1129,15 @@ enter(PyObject *conn)
         Py_DECREF(fresh);
         if (rc < 0) goto fail;
         events = fresh;
+        if (g_native) {
+            PyObject *owner = PyDict_GetItemWithError(d, s_context_key);  /* borrowed */
+            if (owner != NULL) {
+                Py_INCREF(owner);
+                native_arm(d, owner);
+                Py_DECREF(owner);
+            }
+            PyErr_Clear();
+        }
     }
     Py_INCREF(events);
     Py_DECREF(d);
@@ -657,8 +1165,14 @@ finish(PyObject *conn, PyObject *events, PyObject *exc)
     if (end == NULL) {
         return NULL;
     }
-    PyObject *argv[4] = {conn, events, end, exc != NULL ? exc : Py_None};
+    PyObject *all = native_harvest(conn, events);
+    if (all == NULL) {
+        Py_DECREF(end);
+        return NULL;
+    }
+    PyObject *argv[4] = {conn, all, end, exc != NULL ? exc : Py_None};
     PyObject *result = PyObject_Vectorcall(g_finish, argv, 4, NULL);
+    Py_DECREF(all);
     Py_DECREF(end);
     return result;
 }
@@ -794,6 +1308,17 @@ static PyMethodDef methods[] = {
      "OpenSSL's message callback: append one event to the connection's list."},
     {"drive", (PyCFunction)(void (*)(void))drive, METH_FASTCALL,
      "Run one do_handshake call of conn (handshake(*args)) and record it."},
+    {"native_init", (PyCFunction)native_init, METH_VARARGS,
+     "Resolve OpenSSL from _ssl's own library and validate the layout; None or the reason not."},
+    {"native_enable", (PyCFunction)native_enable, METH_O, "Record new handshakes natively (or not)."},
+    {"native_harvest", (PyCFunction)(void (*)(void))py_native_harvest, METH_FASTCALL,
+     "A handshake's events with its native arena merged in."},
+    {"native_rearm", (PyCFunction)py_native_rearm, METH_O,
+     "Put a natively recorded connection back on the C callback (after an sni_callback)."},
+    {"native_limits", (PyCFunction)native_limits, METH_VARARGS,
+     "Set the arena's cap (max_events, max_bytes); return the previous one."},
+    {"native_fallbacks", (PyCFunction)native_fallbacks, METH_NOARGS,
+     "How many connections a per-connection check left on the callback path."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "Give the module the Python objects it calls (done by tlstiming._recording.accelerator)."},
     {NULL, NULL, 0, NULL},
@@ -821,7 +1346,12 @@ SPEEDUPS_INIT(void)
         intern(&s_ctx_attr, "_context") < 0 || intern(&s_context, "context") < 0 ||
         intern(&s_sslobj, "_sslobj") < 0 || intern(&s_append, "append") < 0 ||
         intern(&s_empty_str, "") < 0 || intern(&s_read, "read") < 0 ||
-        intern(&s_write, "write") < 0) {
+        intern(&s_write, "write") < 0
+#if NATIVE_POSSIBLE
+        || intern(&s_user_cb, "_tlstiming_user_msg_callback") < 0
+        || intern(&s_options, "options") < 0
+#endif
+        ) {
         return NULL;
     }
     if ((s_empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) == NULL ||
@@ -836,6 +1366,7 @@ SPEEDUPS_INIT(void)
         return NULL;
     }
     if (PyModule_AddIntConstant(module, "VERSION", SPEEDUPS_VERSION) < 0
+        || PyModule_AddIntConstant(module, "NATIVE_POSSIBLE", NATIVE_POSSIBLE) < 0
         || PyModule_AddObjectRef(module, "Events", (PyObject *)&EventsType) < 0) {
         Py_DECREF(module);
         return NULL;

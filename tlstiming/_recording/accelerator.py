@@ -17,9 +17,10 @@ from tlstiming._recording import decide as _decide
 from tlstiming._recording import finish as _finish
 from tlstiming._recording import implicit as _implicit
 
-__all__ = ["SPEEDUPS_VERSION", "configure", "load"]
+__all__ = ["SPEEDUPS_VERSION", "WHY_NOT", "configure", "load"]
 
-SPEEDUPS_VERSION: Final = 5  # the _speedups.c this code was written against
+SPEEDUPS_VERSION: Final = 6  # the _speedups.c this code was written against
+WHY_NOT = ""  # why load() returned None: the reason the pure-Python code records
 
 
 def configure(speedups: Any) -> None:
@@ -40,13 +41,17 @@ def load() -> ModuleType | None:
     ``TLSTIMING_PURE_PYTHON`` in the environment keeps it unused; a build
     older or newer than this code warns and is not used.
     """
+    global WHY_NOT
     if os.environ.get("TLSTIMING_PURE_PYTHON"):
+        WHY_NOT = "TLSTIMING_PURE_PYTHON is set"
         return None
     try:
         from tlstiming._recording import _speedups  # noqa: PLC0415
     except ImportError:
+        WHY_NOT = "the C accelerator is not built"
         return None
     if getattr(_speedups, "VERSION", None) != SPEEDUPS_VERSION:
+        WHY_NOT = "the C accelerator's build is stale"
         warnings.warn(
             f"tlstiming._recording._speedups at {_speedups.__file__} is stale (rebuild it, e.g. "
             "reinstall tlstiming); using the pure-Python code",

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from tlstiming._analysis.timeline import RawEvent
 from tlstiming._recording import accelerator as _accelerator
+from tlstiming._recording import native as _native
 from tlstiming._recording.decide import refuse
 from tlstiming._recording.detach import rearm
 from tlstiming._recording.finish import WANT, finish, settle
@@ -79,6 +80,7 @@ def timed_sni_callback(callback: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return callback(conn, server_name, context)
         finally:
+            _native.rearm(conn)  # a context switch resets the connection's callback
             if events is not None:
                 events.append((_perf(), _cpu(), "", SNI_END, 0, b""))
 
@@ -166,6 +168,7 @@ def _accelerate() -> bool:
     """Record through ``_speedups`` when it is built, current and allowed."""
     global on_message, drive
     speedups = _accelerator.load()
+    _native.select(speedups, python_reason=_accelerator.WHY_NOT)
     if speedups is None:
         return False
     on_message, drive = speedups.on_message, speedups.drive

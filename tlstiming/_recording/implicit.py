@@ -18,6 +18,7 @@ from tlstiming._analysis.timeline import RawEvent, fatal_alert, is_fatal_alert
 from tlstiming._recording.decide import decide, refuse
 from tlstiming._recording.finish import record, record_failed, settle
 from tlstiming._recording.keys import CONTEXT, EVENTS, PENDING, REJECTED
+from tlstiming._recording.native import harvest
 from tlstiming._wire.names import HANDSHAKE, HandshakeType, alert_name
 from tlstiming.errors import HandshakeAbandoned
 
@@ -104,6 +105,7 @@ def abandon(conn: Any) -> None:
     if not events:
         return
     d[EVENTS] = None
+    events = harvest(conn, events)  # what the native callback recorded, if it did
     try:
         exc = HandshakeAbandoned(
             "the handshake was abandoned before it completed: the connection was closed or "

@@ -1,0 +1,366 @@
+"""Native hooks on OpenSSL itself (``implementation() == "native"``) against the callback path.
+
+Handshakes run in memory (two ``SSLObject`` s pumped through BIOs, both sides
+recorded) once on each path; the spans must be identical in shape: the same
+events in the same order (direction, kind, message type, bytes), the same
+phases, the same error. Then the fallbacks (every validation failure,
+simulated), misuse (in a subprocess, so a crash fails one test), the arena's
+cap, and concurrent handshakes.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from servers import PKI, connect, server_context
+
+import tlstiming
+from tlstiming import HandshakeSpan, SpanRecorder, TimedSSLContext
+from tlstiming._recording import conn as _conn
+from tlstiming._recording import native as _native
+
+TLS12 = ssl.TLSVersion.TLSv1_2
+speedups: Any = None
+if _conn.ACCELERATED:
+    from tlstiming._recording import _speedups as speedups
+
+pytestmark = pytest.mark.skipif(
+    speedups is None or not speedups.NATIVE_POSSIBLE or _native.probe(speedups) is not None,
+    reason="native hooks are not possible here",
+)
+
+
+@pytest.fixture
+def native_switch() -> Iterator[Any]:
+    """A function turning native recording on or off; restores the process's choice after."""
+    was = _native._speedups
+
+    def switch(on: bool) -> None:
+        assert _native.probe(speedups) is None
+        speedups.native_enable(on)
+        _native._speedups = speedups if on else None
+
+    yield switch
+    speedups.native_enable(was is not None)
+    _native._speedups = was
+
+
+# -- in-memory handshakes ------------------------------------------------------
+
+
+def _pump(client: ssl.SSLObject, server: ssl.SSLObject, pipes: Any) -> dict[str, Any]:
+    """Drive both handshakes to their end; the exception each side got (or None)."""
+    outcome: dict[str, Any] = {}
+    c_in, c_out, s_in, s_out = pipes
+    for _ in range(20):
+        for name, conn in (("client", client), ("server", server)):
+            if name in outcome:
+                continue
+            try:
+                conn.do_handshake()
+                outcome[name] = None
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                pass
+            except ssl.SSLError as exc:
+                outcome[name] = exc
+            s_in.write(c_out.read())
+            c_in.write(s_out.read())
+        if len(outcome) == 2:
+            break
+    return outcome
+
+
+def _pair(
+    client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, session: Any = None
+) -> tuple[ssl.SSLObject, ssl.SSLObject, dict[str, Any]]:
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname="localhost", session=session)
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    outcome = _pump(client, server, (c_in, c_out, s_in, s_out))
+    return client, server, outcome
+
+
+def _shape(span: HandshakeSpan) -> tuple[Any, ...]:
+    """Everything but the clocks: events (direction, kind, type, bytes), phases, error."""
+    events = tuple((e[2], e[3], e[4], e[1] == -1, _data(e)) for e in span._events)
+    return (
+        span.side,
+        events,
+        tuple(p.name for p in span.phases),
+        tuple((m.direction, m.type) for m in span.messages),
+        type(span.error).__name__ if span.error else None,
+    )
+
+
+def _data(event: Any) -> Any:
+    """The bytes of a certificate, the size of anything else but a signature (it varies)."""
+    if event[3] == 22 and event[4] == 11:
+        return bytes(event[5])
+    return None if event[3] == 22 and event[4] in (12, 15) else len(event[5])
+
+
+def _scenario(pki: PKI, name: str) -> list[HandshakeSpan]:
+    recorder = SpanRecorder()
+    client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    client_ctx.add_sink(recorder)
+    kwargs: dict[str, Any] = {"factory": TimedSSLContext}
+    if name == "tls12":
+        kwargs["maximum_version"] = TLS12
+    if name == "hrr":
+        kwargs["ecdh_curve"] = "secp384r1"
+    cert = pki.untrusted if name == "untrusted" else pki.leaf
+    server_ctx = server_context(cert, **kwargs)
+    server_ctx.add_sink(recorder)  # type: ignore[attr-defined]
+    client, _, _ = _pair(client_ctx, server_ctx)
+    if name == "resumed":
+        _pair(client_ctx, server_ctx, session=client.session)  # no ticket yet in 1.3: read one
+    return list(recorder)
+
+
+SCENARIOS = ["tls13", "tls12", "hrr", "untrusted"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_spans_identical_in_shape(pki: PKI, native_switch: Any, scenario: str) -> None:
+    native_switch(False)
+    callback = [_shape(s) for s in _scenario(pki, scenario)]
+    before = speedups.native_fallbacks()
+    native_switch(True)
+    native = [_shape(s) for s in _scenario(pki, scenario)]
+    assert speedups.native_fallbacks() == before  # every connection was recorded natively
+    assert len(native) == 2
+    assert sorted(native, key=repr) == sorted(callback, key=repr)
+
+
+def test_resumed_tls12_identical(pki: PKI, native_switch: Any) -> None:
+    def run() -> list[tuple[Any, ...]]:
+        recorder = SpanRecorder()
+        client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+        client_ctx.maximum_version = TLS12
+        client_ctx.add_sink(recorder)
+        server_ctx = server_context(pki.leaf, factory=TimedSSLContext)
+        client, _, _ = _pair(client_ctx, server_ctx)
+        again, _, _ = _pair(client_ctx, server_ctx, session=client.session)
+        assert again.session_reused
+        return [_shape(s) for s in recorder]
+
+    native_switch(False)
+    callback = run()
+    native_switch(True)
+    assert run() == callback
+
+
+def test_msg_callback_reads_none_and_a_users_callback_sees_everything(
+    pki: PKI, native_switch: Any
+) -> None:
+    native_switch(True)
+    recorder = SpanRecorder()
+    client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    client_ctx.add_sink(recorder)
+    assert client_ctx._msg_callback is None
+    seen: list[tuple[Any, ...]] = []
+    client_ctx._msg_callback = lambda *args: seen.append(args[1:])
+    _pair(client_ctx, server_context(pki.leaf))
+    assert len(recorder) == 1 and recorder[0].error is None
+    assert any(s[3] == 22 for s in seen)  # the handshake messages reached the user's callback
+    client_ctx._msg_callback = None
+    assert client_ctx._msg_callback is None
+
+
+def test_sni_switch_to_a_plain_context_keeps_recording(pki: PKI, native_switch: Any) -> None:
+    native_switch(True)
+    recorder = SpanRecorder()
+    other = server_context(pki.leaf)  # a plain ssl.SSLContext
+    server_ctx = server_context(pki.leaf, factory=TimedSSLContext)
+    server_ctx.add_sink(recorder)  # type: ignore[attr-defined]
+
+    def switch(conn: Any, name: str | None, ctx: ssl.SSLContext) -> None:
+        conn.context = other
+
+    server_ctx.sni_callback = switch
+    client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    _, _, outcome = _pair(client_ctx, server_ctx)
+    assert outcome == {"client": None, "server": None}
+    (span,) = recorder
+    kinds = [(m.direction, m.type) for m in span.messages]
+    assert ("received", "finished") in kinds  # the messages after the switch were recorded
+    assert "sni_callback" in [p.name for p in span.phases]
+
+
+def test_tls13_verdict_after_the_handshake_is_caught(pki: PKI, native_switch: Any) -> None:
+    native_switch(True)
+    recorder = SpanRecorder()
+    client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    client_ctx.add_sink(recorder)
+    server_ctx = server_context(pki.leaf, client_ca=pki.ca)
+    with connect_pair_socket(client_ctx, server_ctx) as (client, _server_errors):
+        with pytest.raises(ssl.SSLError):
+            client.recv(1)
+    (span,) = recorder
+    assert span.error is not None or span.to_dict().get("post_handshake_error")
+
+
+class connect_pair_socket:
+    """A client socket handshaking with a server thread that fails the client's certificate."""
+
+    def __init__(self, client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext) -> None:
+        import socket
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.server_ctx = server_ctx
+        self.client_ctx = client_ctx
+        self.error: list[BaseException] = []
+        self.thread = threading.Thread(target=self._serve)
+
+    def _serve(self) -> None:
+        raw, _ = self.listener.accept()
+        try:
+            with self.server_ctx.wrap_socket(raw, server_side=True) as tls:
+                tls.recv(1)
+        except (ssl.SSLError, OSError) as exc:
+            self.error.append(exc)
+
+    def __enter__(self) -> tuple[ssl.SSLSocket, list[BaseException]]:
+        self.thread.start()
+        self.sock = connect(self.client_ctx, self.listener.getsockname())
+        return self.sock, self.error
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+        self.thread.join(10)
+        self.listener.close()
+
+
+# -- the arena's cap --------------------------------------------------------------
+
+
+def test_a_24kb_certificate_flight_fits(pki: PKI, native_switch: Any) -> None:
+    native_switch(True)
+    recorder = SpanRecorder()
+    client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    client_ctx.add_sink(recorder)
+    server_ctx = server_context(pki.chained)
+    big = os.urandom(24 * 1024)
+    _pair(client_ctx, server_ctx)
+    (span,) = recorder
+    assert span._events.truncated == 0  # type: ignore[attr-defined]
+    assert speedups.native_limits(256, 65536) == (256, 65536)  # the defaults hold 24 KB
+    assert len(big) < 65536
+
+
+def test_truncation_is_recorded_at_the_cap(pki: PKI, native_switch: Any) -> None:
+    native_switch(True)
+    previous = speedups.native_limits(8, 1000)
+    try:
+        recorder = SpanRecorder()
+        client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+        client_ctx.add_sink(recorder)
+        _, _, outcome = _pair(client_ctx, server_context(pki.leaf))
+    finally:
+        speedups.native_limits(*previous)
+    assert outcome["client"] is None  # the connection is unaffected
+    (span,) = recorder
+    assert span._events.truncated > 0  # type: ignore[attr-defined]
+
+
+# -- fallbacks ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("simulate", "reason"),
+    [
+        ({"path": "/nonexistent/_ssl.so"}, "not a loaded shared object"),
+        ({"symbol": "SSL_no_such_function"}, "SSL_no_such_function not found"),
+        ({"version": 0x10101000}, "is not 3.x"),
+        ({"options": 0}, "SSL_CTX_get_options differs"),
+        ({"sslobj": object()}, "unexpected _ssl object types"),
+    ],
+)
+def test_every_validation_failure_falls_back(simulate: dict[str, Any], reason: str) -> None:
+    assert reason in str(_native.probe(speedups, simulate=simulate))
+
+
+@pytest.mark.parametrize(
+    ("env", "name", "reason"),
+    [
+        ({"TLSTIMING_NATIVE": "1"}, "native", ""),
+        ({}, "callback", "opt-in"),
+        ({"TLSTIMING_NATIVE": "1", "TLSTIMING_NO_NATIVE": "1"}, "callback", "NO_NATIVE"),
+        ({"TLSTIMING_NATIVE": "1", "TLSTIMING_PURE_PYTHON": "1"}, "python", "PURE_PYTHON"),
+    ],
+)
+def test_implementation_and_how_to_force_each(env: dict[str, str], name: str, reason: str) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TLSTIMING_")}
+    code = "import tlstiming; i = tlstiming.implementation(); print(i.name); print(i.reason)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0] == name
+    assert reason in (out[1] if len(out) > 1 else "")
+
+
+def test_misuse_never_crashes() -> None:
+    code = """
+import ssl
+from tlstiming._recording import _speedups as s
+from tlstiming._recording import native
+for args in [(), (1,), ("x", 1, 2, 3, 4)]:
+    try: s.native_init(*args)
+    except TypeError: pass
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+print(s.native_init("/nonexistent", 0, ctx, 0, object()))
+print(s.native_init(ssl._ssl.__file__, ssl.OPENSSL_VERSION_NUMBER, object(), 0, object()))
+for bad in [None, 1, object(), ctx]:
+    s.native_rearm(bad)
+    s.native_harvest(bad, bad)
+try: s.native_limits(0, 0)
+except ValueError: pass
+print("ok")
+"""
+    env = {**os.environ, "TLSTIMING_NATIVE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")
+
+
+# -- concurrency ------------------------------------------------------------------
+
+
+def test_200_concurrent_handshakes_without_cross_talk(pki: PKI, native_switch: Any) -> None:
+    native_switch(True)
+    recorder = SpanRecorder(maxlen=1000)
+    client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    client_ctx.add_sink(recorder)
+    server_ctx = server_context(pki.leaf, factory=TimedSSLContext)
+    server_ctx.add_sink(recorder)  # type: ignore[attr-defined]
+    failures: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            _, _, outcome = _pair(client_ctx, server_ctx)
+            assert outcome == {"client": None, "server": None}
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures
+    assert len(recorder) == 400
+    shapes = {_shape(s)[0:1] + _shape(s)[2:] for s in recorder}
+    assert len(shapes) == 2  # one client shape, one server shape: no event crossed over

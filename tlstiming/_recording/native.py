@@ -1,0 +1,117 @@
+"""Native hooks on OpenSSL itself: which implementation records, and why.
+
+Three implementations record a handshake, each falling back to the next:
+
+- ``"native"``: the C accelerator sets its own C message callback on each
+  connection's ``SSL`` for the handshake (OpenSSL resolved from the very
+  library ``_ssl`` is linked against, the object layout validated first);
+  no Python code and no GIL per message. Opt-in for now: ``TLSTIMING_NATIVE=1``.
+- ``"callback"``: CPython's ``_msg_callback`` trampoline into the accelerator.
+- ``"python"``: the same, into the pure-Python reference (``conn.py``).
+
+``TLSTIMING_NO_NATIVE=1`` and ``TLSTIMING_PURE_PYTHON=1`` force the last two.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Literal
+
+__all__ = ["Implementation", "harvest", "implementation", "probe", "rearm", "select"]
+
+ImplementationName = Literal["native", "callback", "python"]
+
+
+@dataclass(frozen=True, slots=True)
+class Implementation:
+    """Which implementation records this process's handshakes.
+
+    Attributes:
+        name: ``"native"``, ``"callback"`` or ``"python"``.
+        reason: why the faster ones are not used (``""`` for ``"native"``).
+    """
+
+    name: ImplementationName
+    reason: str = ""
+
+
+_current = Implementation("python", "not selected yet")
+_speedups: Any = None
+
+
+def implementation() -> Implementation:
+    """Which implementation records this process's handshakes, and why not a faster one.
+
+    Chosen once, when tlstiming's recording is first imported:
+    ``TLSTIMING_PURE_PYTHON=1`` forces ``"python"``, ``TLSTIMING_NO_NATIVE=1``
+    forces ``"callback"``, ``TLSTIMING_NATIVE=1`` asks for ``"native"``.
+    """
+    from tlstiming._recording import conn  # noqa: F401, PLC0415 (importing it selects)
+
+    return _current
+
+
+def probe(speedups: Any, *, simulate: dict[str, Any] | None = None) -> str | None:
+    """Check that native hooks can be used here; ``None`` if so, else the reason.
+
+    ``simulate`` overrides what is checked (tests): ``path``, ``version``,
+    ``options``, ``sslobj`` or ``symbol`` (an extra symbol that must resolve).
+    """
+    import _ssl  # noqa: PLC0415
+
+    over = simulate or {}
+    path = over.get("path", getattr(_ssl, "__file__", None))
+    if path is None:
+        return "_ssl is built into the interpreter (statically linked)"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    conn = context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="probe.invalid")
+    sslobj = over.get("sslobj", conn._sslobj)  # type: ignore[attr-defined]
+    version = over.get("version", ssl.OPENSSL_VERSION_NUMBER)
+    options = over.get("options", int(context.options))
+    reason: str | None = speedups.native_init(
+        path, version, context, options, sslobj, over.get("symbol")
+    )
+    return reason
+
+
+def select(speedups: ModuleType | None, *, python_reason: str = "") -> Implementation:
+    """Choose the implementation (at import, once) and turn native hooks on or off."""
+    global _current, _speedups
+    _speedups = None
+    if speedups is None:
+        _current = Implementation("python", python_reason or "the C accelerator is not built")
+        return _current
+    if os.environ.get("TLSTIMING_NO_NATIVE"):
+        reason: str | None = "TLSTIMING_NO_NATIVE is set"
+    elif not os.environ.get("TLSTIMING_NATIVE"):
+        reason = "native hooks are opt-in: set TLSTIMING_NATIVE=1"
+    elif not getattr(speedups, "NATIVE_POSSIBLE", 0):
+        reason = "native hooks are implemented for Linux only"
+    else:
+        try:
+            reason = probe(speedups)
+        except Exception as exc:  # any doubt: the callback path
+            reason = f"probe failed: {exc!r}"
+    if reason is not None:
+        _current = Implementation("callback", reason)
+        return _current
+    speedups.native_enable(True)
+    _speedups = speedups
+    _current = Implementation("native")
+    return _current
+
+
+def harvest(conn: Any, events: Any) -> Any:
+    """``events`` with what the native callback recorded for ``conn`` merged in."""
+    if _speedups is None:
+        return events
+    return _speedups.native_harvest(conn, events)
+
+
+def rearm(conn: Any) -> None:
+    """After a server's ``sni_callback``: a context switch resets the connection's callback."""
+    if _speedups is not None:
+        _speedups.native_rearm(conn)
