@@ -30,6 +30,7 @@ def handshake(
     certificate_ms: float = 1,
     hello_retry: bool = False,
     host: str = "api.test",
+    port: int = 443,
     error: BaseException | None = None,
 ) -> HandshakeSpan:
     """A TLS 1.3 client span whose every phase lasts 1 ms, except those given.
@@ -62,7 +63,7 @@ def handshake(
         server_side=False,
         end_ns=t,
         server_hostname=host,
-        peer=("192.0.2.1", 443),
+        peer=("192.0.2.1", port),
         exc=error,
     )
 

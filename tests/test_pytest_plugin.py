@@ -15,7 +15,7 @@ import socket
 import ssl
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from synthetic_spans import MS, FakeRequestSpan, handshake
@@ -420,39 +420,67 @@ def test_one():
 
 def test_two():
     deliver(handshake(host="b.test", error=TimeoutError("slow")))
+    deliver(handshake(host="a.test", port=8443))
     deliver(FakeRequestSpan(duration_ns=12 * MS, server_address="a.test"))
 """
 
+
+def _phases(*server_hello_ms: float) -> dict[str, dict[str, Any]]:
+    """The synthetic handshake's phases: 1 ms each, server_hello as given."""
+    ms = sorted(server_hello_ms)
+    one = {"count": len(ms), "p50_ms": 1.0, "p95_ms": 1.0, "max_ms": 1.0}
+    hello = {"count": len(ms), "p50_ms": ms[(len(ms) - 1) // 2], "p95_ms": ms[-1], "max_ms": ms[-1]}
+    names = ("client_hello", "server_flight", "certificate", "certificate_verify", "finished")
+    return {"server_hello": hello, **dict.fromkeys(names, one)}
+
+
+_CLIENT: Final = {"kind": "tls.handshake", "side": "client", "url": None}
 EXPECTED_GROUPS: list[dict[str, Any]] = [
     {
         "kind": "http.request",
         "side": None,
         "host": "a.test",
+        "port": None,
+        "url": None,
         "count": 1,
         "errors": 0,
         "p50_ms": 12.0,
         "p95_ms": 12.0,
         "max_ms": 12.0,
+        "phases": {},
     },
     {
-        "kind": "tls.handshake",
-        "side": "client",
+        **_CLIENT,
         "host": "a.test",
+        "port": 443,
         "count": 4,
         "errors": 0,
         "p50_ms": 7.0,
         "p95_ms": 9.0,
         "max_ms": 9.0,
+        "phases": _phases(1, 2, 3, 4),
     },
     {
-        "kind": "tls.handshake",
-        "side": "client",
+        **_CLIENT,
+        "host": "a.test",
+        "port": 8443,
+        "count": 1,
+        "errors": 0,
+        "p50_ms": 6.0,
+        "p95_ms": 6.0,
+        "max_ms": 6.0,
+        "phases": _phases(1),
+    },
+    {
+        **_CLIENT,
         "host": "b.test",
+        "port": 443,
         "count": 1,
         "errors": 1,
         "p50_ms": 6.0,
         "p95_ms": 6.0,
         "max_ms": 6.0,
+        "phases": _phases(1),
     },
 ]
 
@@ -465,14 +493,17 @@ def test_terminal_report_and_json(inner: pytest.Pytester, tmp_path: Path) -> Non
     result.stdout.fnmatch_lines(
         [
             "*= tlstiming: TLS timings =*",
-            "kind*side*host*count*errors*p50 ms*p95 ms*max ms",
+            "kind*side*endpoint*count*errors*p50 ms*p95 ms*max ms",
             "http.request*-*a.test*1*0*12.000*12.000*12.000",
-            "tls.handshake*client*a.test*4*0*7.000*9.000*9.000",
-            "tls.handshake*client*b.test*1*1*6.000*6.000*6.000",
+            "tls.handshake*client*a.test:443*4*0*7.000*9.000*9.000",
+            "*client_hello*4*1.000*1.000*1.000",
+            "*server_hello*4*2.000*4.000*4.000",
+            "tls.handshake*client*a.test:8443*1*0*6.000*6.000*6.000",
+            "tls.handshake*client*b.test:443*1*1*6.000*6.000*6.000",
         ]
     )
     assert json.loads(path.read_text()) == {
-        "tlstiming_report": 1,
+        "tlstiming_report": 2,
         "workers": 0,
         "groups": EXPECTED_GROUPS,
     }
@@ -506,16 +537,17 @@ def test_xdist_workers_report_to_the_controller(inner: pytest.Pytester, tmp_path
     )
     result.assert_outcomes(passed=5, failed=5)
     assert "phase certificate: 3.000 ms > budget 2.000 ms" in result.stdout.str()
-    result.stdout.fnmatch_lines(["tls.handshake*client*b.test*1*1*6.000*6.000*6.000"])
+    result.stdout.fnmatch_lines(["tls.handshake*client*b.test:443*1*1*6.000*6.000*6.000"])
     report = json.loads(path.read_text())
     assert report["workers"] == 2
-    by_host = {(g["kind"], g["host"]): g for g in report["groups"]}
+    by_host = {(g["kind"], g["host"], g["port"]): g for g in report["groups"]}
     for group in EXPECTED_GROUPS:
         if group["host"] != "a.test" or group["kind"] != "tls.handshake":
-            assert by_host[(group["kind"], group["host"])] == group
+            assert by_host[(group["kind"], group["host"], group["port"])] == group
     # the marked tests' spans, failing tests' included: 1 + 1 + 10 + 20 + 1 + 1
-    assert by_host[("tls.handshake", "api.test")]["count"] == 34
-    assert by_host[("tls.handshake", "a.test")]["count"] == 4
+    assert by_host[("tls.handshake", "api.test", 443)]["count"] == 34
+    assert by_host[("tls.handshake", "a.test", 443)]["count"] == 4
+    assert by_host[("tls.handshake", "a.test", 8443)]["count"] == 1
     assert result.stdout.str().count("tlstiming: TLS timings") == 1
 
 

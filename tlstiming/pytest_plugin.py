@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
-
-from tlstiming.spans.escape import escape
 
 if TYPE_CHECKING:  # imported when first used: loading the plugin stays cheap
     from tlstiming.testing import Budget, LocalPKI, LocalTLSServer, SpanCapture, SpanList
@@ -51,7 +48,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--tls-timing-report",
         action="store_true",
-        help="print per-host count/p50/p95/max of the session's TLS handshakes",
+        help="print count/p50/p95/max of the session's TLS spans per host and port "
+        "(requests: per URL), with each phase's",
     )
     group.addoption(
         "--tls-timing-json",
@@ -186,55 +184,23 @@ def _failure(spans: SpanList, budget: Budget) -> str | None:
 
 
 class _Report:
-    """Collects every span's duration for the session; prints and/or writes a summary."""
+    """Collects every span's durations for the session; prints and/or writes a summary."""
 
     def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.rows: dict[tuple[str, str, str], list[int]] = {}
-        self.errors: dict[tuple[str, str, str], int] = {}
-        self.workers = 0
-        self._lock = threading.Lock()
         from tlstiming._recording import delivery as _delivery  # noqa: PLC0415
+        from tlstiming.testing._report import Tally  # noqa: PLC0415
 
+        self.config = config
+        self.tally = Tally()
+        self.workers = 0
         _delivery.subscribe(self)
 
     def __call__(self, span: Any) -> None:
-        from tlstiming.testing import host_of  # noqa: PLC0415
-
-        side = getattr(span, "side", "")
-        key = (span.kind, side if isinstance(side, str) else "", host_of(span) or "?")
-        with self._lock:
-            self.rows.setdefault(key, []).append(span.duration_ns)
-            if span.outcome != "ok":
-                self.errors[key] = self.errors.get(key, 0) + 1
-
-    def _merge(self, rows: list[list[Any]]) -> None:
-        for kind, side, host, durations, errors in rows:
-            key = (kind, side, host)
-            self.rows.setdefault(key, []).extend(durations)
-            self.errors[key] = self.errors.get(key, 0) + errors
-
-    def _dump(self) -> list[list[Any]]:
-        return [[*k, list(v), self.errors.get(k, 0)] for k, v in self.rows.items()]
+        self.tally.add(span)
 
     def summary(self) -> dict[str, Any]:
-        from tlstiming.testing import percentile  # noqa: PLC0415
-
-        groups = []
-        for (kind, side, host), durations in sorted(self.rows.items()):
-            groups.append(
-                {
-                    "kind": kind,
-                    "side": side or None,
-                    "host": host,
-                    "count": len(durations),
-                    "errors": self.errors.get((kind, side, host), 0),
-                    "p50_ms": round(percentile(durations, 50) / 1e6, 3),
-                    "p95_ms": round(percentile(durations, 95) / 1e6, 3),
-                    "max_ms": round(max(durations) / 1e6, 3),
-                }
-            )
-        return {"tlstiming_report": 1, "workers": self.workers, "groups": groups}
+        groups = self.tally.summary()
+        return {"tlstiming_report": 2, "workers": self.workers, "groups": groups}
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -242,13 +208,13 @@ class _Report:
         rows = getattr(node, "workeroutput", {}).get(_REPORT_KEY)
         if rows is not None:
             self.workers += 1
-            self._merge(rows)
+            self.tally.merge(rows)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:  # an xdist worker: hand the data to the controller
-            workeroutput[_REPORT_KEY] = self._dump()
+            workeroutput[_REPORT_KEY] = self.tally.dump()
             return
         path = self.config.getoption("--tls-timing-json")
         if path:
@@ -266,12 +232,7 @@ class _Report:
         if not groups:
             terminalreporter.write_line("no spans were recorded")
             return
-        header = f"{'kind':<16}{'side':<8}{'host':<28}{'count':>6}{'errors':>7}"
-        terminalreporter.write_line(header + f"{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
-        for g in groups:  # the host can be a client's SNI name: escaped (the JSON keeps it)
-            kind, side, host = (escape(str(g[k] or "-")) for k in ("kind", "side", "host"))
-            line = f"{kind:<16}{side:<8}{host:<28}{g['count']:>6}"
-            line += f"{g['errors']:>7}{g['p50_ms']:>10.3f}{g['p95_ms']:>10.3f}{g['max_ms']:>10.3f}"
+        for line in self.tally.lines(groups):
             terminalreporter.write_line(line)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 from tlstiming._recording import delivery as _delivery
 from tlstiming.diagnosis import RULES, Finding, Severity, diagnose, severity_rank
@@ -24,6 +24,7 @@ from tlstiming.diagnosis.budget import (
 )
 from tlstiming.testing._answers import ServerResult
 from tlstiming.testing._context import server_context
+from tlstiming.testing._endpoint import Endpoint, endpoint_of, port_of, url_of
 from tlstiming.testing.ca import CA, Blob, LeafCert
 from tlstiming.testing.pki import Issued, LocalPKI
 from tlstiming.testing.server import LocalTLSServer
@@ -35,6 +36,7 @@ __all__ = [
     "Blob",
     "Budget",
     "BudgetError",
+    "Endpoint",
     "FindingsError",
     "Issued",
     "LeafCert",
@@ -44,13 +46,16 @@ __all__ = [
     "SpanCapture",
     "SpanList",
     "assert_budget",
+    "endpoint_of",
     "host_of",
     "percentile",
+    "port_of",
     "server_context",
 ]
 
 HANDSHAKE = "tls.handshake"
 REQUEST = "http.request"
+K = TypeVar("K")
 
 
 class BudgetError(AssertionError):
@@ -91,6 +96,8 @@ class _Queries:
         *,
         kind: str | None = None,
         host: str | None = None,
+        port: int | None = None,
+        url: str | None = None,
         outcome: str | None = None,
         phase: str | None = None,
         side: str | None = None,
@@ -101,6 +108,8 @@ class _Queries:
         Args:
             kind: ``"tls.handshake"``, ``"http.request"``...
             host: the host talked to (see :func:`host_of`).
+            port: the server's port (see :func:`port_of`).
+            url: a request span's URL, ``scheme://host[:port]/path``.
             outcome: ``"ok"`` or ``"error"``.
             phase: spans that have a phase of this name (``"hello_retry"``).
             side: ``"client"`` or ``"server"`` (spans without a side never match).
@@ -111,6 +120,10 @@ class _Queries:
             tests.append(lambda s: s.kind == kind)
         if host is not None:
             tests.append(lambda s: host_of(s) == host)
+        if port is not None:
+            tests.append(lambda s: port_of(s) == port)
+        if url is not None:
+            tests.append(lambda s: url_of(s) == url)
         if outcome is not None:
             tests.append(lambda s: s.outcome == outcome)
         if phase is not None:
@@ -120,6 +133,21 @@ class _Queries:
         if where is not None:
             tests.append(where)
         return SpanList(s for s in self._items() if all(t(s) for t in tests))
+
+    def group_by(self, key: Callable[[Any], K]) -> dict[K, SpanList]:
+        """The spans grouped by ``key(span)``, groups in order of first appearance."""
+        groups: dict[K, list[Any]] = {}
+        for span in self._items():
+            groups.setdefault(key(span), []).append(span)
+        return {k: SpanList(v) for k, v in groups.items()}
+
+    def group_by_endpoint(self) -> dict[Endpoint, SpanList]:
+        """The spans grouped by the (host, port) they talked to (:func:`endpoint_of`)."""
+        return self.group_by(endpoint_of)
+
+    def group_by_url(self) -> dict[str | None, SpanList]:
+        """The spans grouped by request URL (``None`` for spans without one)."""
+        return self.group_by(url_of)
 
     @property
     def handshakes(self) -> SpanList:
