@@ -124,6 +124,7 @@ def failed(target: str, ssl_arg: object, **session: Any) -> tuple[BaseException,
     with pytest.raises((aiohttp.ClientError, TimeoutError)) as info:
         asyncio.run(main())
     (span,) = spans
+    assert tlstiming.span_of(info.value) is span
     assert span.outcome == "error"
     assert_tiles(span)
     return info.value, span
@@ -166,6 +167,27 @@ def test_timeout(server: HTTP1Server, ctx: tlstiming.TimedSSLContext) -> None:
     assert isinstance(exc, asyncio.TimeoutError)
     assert span.error is not None and span.error.phase == "wait_first_byte"
     assert span.handshake is not None and span.handshake.outcome == "ok"
+
+
+def test_retry_on_a_fresh_connection_is_one_retry_phase(
+    server: HTTP1Server, ctx: tlstiming.TimedSSLContext
+) -> None:
+    """The server closes a pooled connection unanswered: aiohttp retries on a new one."""
+    spans: list[RequestSpan] = []
+
+    async def main() -> None:
+        async with ta.ClientSession(ssl=ctx, sinks=[spans.append]) as session:
+            await get_all(session, url(server.port))
+            with pytest.raises(aiohttp.ServerDisconnectedError):
+                await get_all(session, url(server.port, "/close"))
+
+    asyncio.run(main())
+    span = spans[1]
+    assert_tiles(span)
+    assert names(span)[:2] == ["pool_wait", "retry"]
+    assert "tls" in names(span) and not span.reused
+    assert span.error is not None and span.error.phase == "wait_first_byte"
+    assert span.handshake is not None and span.handshake is not spans[0].handshake
 
 
 def test_plain_context_times_requests_only(server: HTTP1Server, plain_ctx: ssl.SSLContext) -> None:

@@ -142,8 +142,12 @@ class Tracer:
         if rec is None:
             return
         _leave(ctx)
-        if rec.seal(perf(), _unix(), params.exception):
-            _delivery.deliver(self, RequestSpan(rec))
+        exc: BaseException = params.exception
+        if rec.seal(perf(), _unix(), exc):
+            span = RequestSpan(rec)
+            with contextlib.suppress(AttributeError):  # span_of(exc)
+                exc.__dict__[SPAN] = span
+            _delivery.deliver(self, span)
 
 
 def _leave(ctx: SimpleNamespace) -> None:
@@ -166,8 +170,13 @@ async def _create_start(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
     rec: _Recording | None = getattr(ctx, "tlstiming", None)
     if rec is None:
         return
-    rec.marks = []
     rec.create_ns = perf()
+    # An earlier connection of this request (a redirect, aiohttp's retry after a
+    # pooled connection was closed): fold it into one retry phase.
+    earlier = rec.marks or ([("retry", rec.write_ns)] if rec.write_ns is not None else [])
+    rec.marks = earlier
+    if earlier:
+        rec.mark("retry")
     if rec.url.scheme in TLS_SCHEMES:
         rec.tls_role = "tls"  # route_handshake: a failed handshake's span comes this way
         rec.handshake = None
@@ -216,6 +225,7 @@ class TimedConnector(aiohttp.TCPConnector):
         if state is None:
             _opened(rec, protocol.transport)
             state = self._tlstiming_connections[protocol] = _Connection(rec)
+            rec.reused, rec.idle_ns = False, None
         state.lend(rec)
         if state.opener is rec:
             rec.mark("send_request")
@@ -231,7 +241,8 @@ def _opened(rec: _Recording, transport: Any) -> None:
     marks = rec.marks if rec.marks is not None else []
     rec.marks = marks
     start = rec.create_ns or rec.start_ns
-    if not any(name == "connect" for name, _ in marks):
+    last_retry = max((i for i, (name, _) in enumerate(marks) if name == "retry"), default=-1)
+    if not any(name == "connect" for name, _ in marks[last_retry + 1 :]):
         marks.append(("connect", start))
     connected = perf()
     if transport is not None and rec.url.scheme in TLS_SCHEMES:
