@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -109,3 +111,14 @@ def test_asyncio_unmodified(
 
     asyncio.run(main())
     assert any(s.side == "client" and s.outcome == "ok" for s in instrumented)
+
+
+def test_aiohttp_default_contexts_when_instrumented_before_import() -> None:
+    """aiohttp builds its default contexts when imported: instrument() must come first."""
+    code = (
+        "import tlstiming; tlstiming.instrument()\n"
+        "import aiohttp.connector as c\n"
+        "print(type(c._SSL_CONTEXT_VERIFIED).__name__, type(c._SSL_CONTEXT_UNVERIFIED).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["TimedSSLContext", "TimedSSLContext"]
