@@ -54,21 +54,36 @@ Handler = Callable[[aiohttp.ClientSession, SimpleNamespace, Any], Awaitable[None
 
 
 class _URL:
-    """What a request span reads of a ``yarl.URL`` (``tlstiming.typing.URLLike``)."""
+    """What a request span reads of a ``yarl.URL`` (``tlstiming.typing.URLLike``),
+    read when the span is (off the request's path)."""
 
-    __slots__ = ("host", "port", "raw_path", "scheme")
+    __slots__ = ("_url",)
 
     def __init__(self, url: yarl.URL) -> None:
-        self.scheme = url.scheme
-        self.host = url.raw_host or ""
-        self.port = url.explicit_port
-        self.raw_path = url.raw_path.encode("ascii", "replace")
+        self._url = url
+
+    @property
+    def scheme(self) -> str:
+        return self._url.scheme
+
+    @property
+    def host(self) -> str:
+        return self._url.raw_host or ""
+
+    @property
+    def port(self) -> int | None:
+        return self._url.explicit_port
+
+    @property
+    def raw_path(self) -> bytes:
+        return self._url.raw_path.encode("ascii", "replace")
 
 
 class _Recording(Recording):
     """A request's record, plus when its connection's creation began."""
 
     create_ns: int | None = None
+    token: Any = None  # the context variable's reset token while the request runs
 
 
 class _Connection(FinalStream):
@@ -111,14 +126,14 @@ class Tracer:
     async def _start(self, _s: Any, ctx: SimpleNamespace, params: Any) -> None:
         url = _URL(params.url)
         rec = ctx.tlstiming = _Recording(next(_build.ids), perf(), params.method, url)
-        ctx.tlstiming_token = rec.enter()
+        rec.token = rec.enter()
 
     async def _head(self, _s: Any, ctx: SimpleNamespace, params: Any) -> None:
-        rec: Recording | None = getattr(ctx, "tlstiming", None)
+        rec: _Recording | None = getattr(ctx, "tlstiming", None)
         if rec is None:
             return
         rec.head_ns = perf()
-        _leave(ctx)
+        _leave(rec)
         response: aiohttp.ClientResponse = params.response
         rec.status_code = response.status
         version = response.version
@@ -138,10 +153,10 @@ class Tracer:
             _delivery.deliver(self, span)
 
     async def _failed(self, _s: Any, ctx: SimpleNamespace, params: Any) -> None:
-        rec: Recording | None = getattr(ctx, "tlstiming", None)
-        if rec is None:
+        rec: _Recording | None = getattr(ctx, "tlstiming", None)
+        if not isinstance(rec, _Recording):
             return
-        _leave(ctx)
+        _leave(rec)
         exc: BaseException = params.exception
         if rec.seal(perf(), _unix(), exc):
             span = RequestSpan(rec)
@@ -150,11 +165,13 @@ class Tracer:
             _delivery.deliver(self, span)
 
 
-def _leave(ctx: SimpleNamespace) -> None:
-    token = ctx.__dict__.pop("tlstiming_token", None)
+def _leave(rec: _Recording) -> None:
+    token, rec.token = rec.token, None
     if token is not None:
-        with contextlib.suppress(ValueError):  # ended in another context (a cancelled task)
+        try:
             Recording.leave(token)
+        except ValueError:  # ended in another context than it began (a cancelled task)
+            return
 
 
 def _mark(name: str) -> Handler:
