@@ -190,6 +190,37 @@ def test_retry_on_a_fresh_connection_is_one_retry_phase(
     assert span.handshake is not None and span.handshake is not spans[0].handshake
 
 
+def test_plain_http(ctx: tlstiming.TimedSSLContext) -> None:
+    spans: list[RequestSpan] = []
+
+    async def main() -> None:
+        async with ta.ClientSession(ssl=ctx, sinks=[spans.append]) as session:
+            await get_all(session, f"http://localhost:{plain.port}/")
+
+    with HTTP1Server(None) as plain:
+        asyncio.run(main())
+    (span,) = spans
+    assert_tiles(span)
+    assert "tls" not in names(span) and span.handshake is None and span.status_code == 200
+
+
+def test_concurrent_fresh_connections_keep_their_own_handshakes(
+    server: HTTP1Server, ctx: tlstiming.TimedSSLContext
+) -> None:
+    spans: list[RequestSpan] = []
+
+    async def main() -> None:
+        async with ta.ClientSession(ssl=ctx, sinks=[spans.append]) as session:
+            await asyncio.gather(*(get_all(session, url(server.port)) for _ in range(4)))
+
+    asyncio.run(main())
+    opened = [s for s in spans if not s.reused]
+    handshakes = {id(s.handshake) for s in opened}
+    assert len(handshakes) == len(opened) and None not in {s.handshake for s in opened}
+    for span in opened:
+        assert span.connection is not None and span.connection.opened_by == span.span_id
+
+
 def test_plain_context_times_requests_only(server: HTTP1Server, plain_ctx: ssl.SSLContext) -> None:
     spans: list[RequestSpan] = []
 
