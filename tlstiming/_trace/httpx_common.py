@@ -7,22 +7,19 @@ is :mod:`tlstiming.httpx`.
 
 from __future__ import annotations
 
-import logging
 import os
 import ssl
 import time
 import warnings
-import weakref
-from collections.abc import Callable
 from typing import Any
 
 import httpcore
 import httpx
 
 from tlstiming._recording import delivery as _delivery
-from tlstiming._recording import validate as _validate
 from tlstiming._recording.context import TimedSSLContext, create_default_context
-from tlstiming._trace.recording import Recording, perf, route_handshake
+from tlstiming._trace.recording import Recording, RequestSink, Sinks, perf
+from tlstiming._trace.recording import adopt as _adopt
 from tlstiming.spans.request import EXTENSION_KEY, RequestSpan
 
 __all__ = [
@@ -37,13 +34,8 @@ __all__ = [
     "timed_ssl_context",
 ]
 
-RequestSink = Callable[[RequestSpan], None]
-"""A sink for request spans: called once per request, when it ends."""
-
 _unix = time.time_ns
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's
-_warned: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()
-_log = logging.getLogger("tlstiming")
 
 
 # -- TLS contexts ----------------------------------------------------------------
@@ -113,23 +105,6 @@ def timed_ssl_context(
     return _adopt(context)
 
 
-def _adopt(context: ssl.SSLContext) -> ssl.SSLContext:
-    """Use a caller's context as is; route its handshake spans to requests if it is timed."""
-    if isinstance(context, TimedSSLContext):
-        if route_handshake not in context.sinks:
-            context.add_sink(route_handshake)
-    elif context not in _warned:
-        # Logged, not warned: a caller running with warnings as errors must see
-        # exactly what plain httpx does with this context.
-        _warned.add(context)
-        _log.warning(
-            "tlstiming: a plain ssl.SSLContext was given; requests are timed but its TLS "
-            "handshakes are not opened up. Build it with tlstiming.create_default_context() "
-            "or tlstiming.TimedSSLContext(...) to get handshake spans."
-        )
-    return context
-
-
 def _httpcore_default_context() -> TimedSSLContext:
     """A timed twin of httpcore's ``default_ssl_context()``: system trust plus certifi."""
     import certifi  # noqa: PLC0415
@@ -183,31 +158,6 @@ def pool_options(
 
 
 # -- sinks and a request's end -----------------------------------------------------
-
-
-class Sinks:
-    """Request sinks of a transport (read by ``tlstiming._recording.delivery.deliver``)."""
-
-    _tlstiming_sinks: tuple[RequestSink, ...] = ()
-
-    @property
-    def sinks(self) -> tuple[RequestSink, ...]:
-        """The sinks that receive this transport's request spans, in call order."""
-        return self._tlstiming_sinks
-
-    def add_sink(self, sink: RequestSink) -> None:
-        """Deliver every request span of this transport to ``sink``.
-
-        Raises:
-            TypeError: ``sink`` is not callable.
-        """
-        self._tlstiming_sinks = (*self._tlstiming_sinks, _validate.callable_arg("sink", sink))
-
-    def remove_sink(self, sink: RequestSink) -> None:
-        """Stop delivering to ``sink``. Raises ``ValueError`` if it was not added."""
-        sinks = list(self._tlstiming_sinks)
-        sinks.remove(sink)
-        self._tlstiming_sinks = tuple(sinks)
 
 
 def finish(

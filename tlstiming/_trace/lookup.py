@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     import ssl
 
     import httpx
+    import requests
+    import urllib3
 
 __all__ = ["span_of"]
 
@@ -21,6 +23,10 @@ __all__ = ["span_of"]
 def span_of(obj: ssl.SSLSocket | ssl.SSLObject) -> HandshakeSpan | None: ...
 @overload
 def span_of(obj: httpx.Response | httpx.Request) -> RequestSpan | None: ...
+@overload
+def span_of(
+    obj: requests.Response | requests.PreparedRequest | urllib3.BaseHTTPResponse,
+) -> RequestSpan | None: ...
 @overload
 def span_of(obj: object) -> HandshakeSpan | RequestSpan | None: ...
 

@@ -14,21 +14,30 @@ stream object that httpcore keeps for the connection's life
 
 from __future__ import annotations
 
+import logging
+import ssl
 import time
+import weakref
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Final
 
 from tlstiming._recording import conn as _conn
+from tlstiming._recording import validate as _validate
+from tlstiming._recording.context import TimedSSLContext
 from tlstiming.spans.handshake import HandshakeSpan
-from tlstiming.spans.request import ConnectAttempt, ConnectionInfo, RequestRecord
+from tlstiming.spans.request import ConnectAttempt, ConnectionInfo, RequestRecord, RequestSpan
 
 __all__ = [
     "TLS_SCHEMES",
     "FinalStream",
     "ProxyKind",
     "Recording",
+    "RequestSink",
     "Route",
+    "Sinks",
     "acquire",
+    "adopt",
     "current",
     "perf",
     "route_handshake",
@@ -39,6 +48,10 @@ TLS_SCHEMES: Final = frozenset({"https", "wss"})
 _current: ContextVar[Recording | None] = ContextVar("tlstiming_request", default=None)
 current = _current.get
 ProxyKind = str  # "http", "https", "socks5", "socks5h"
+RequestSink = Callable[[RequestSpan], None]
+"""A sink for request spans: called once per request, when it ends."""
+_warned: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()
+_log = logging.getLogger("tlstiming")
 
 
 class Recording(RequestRecord):
@@ -233,3 +246,45 @@ def acquire(rec: Recording, stream: Any) -> None:
     """This request uses ``stream`` (if it is a final stream): note reuse and idle time."""
     if isinstance(stream, FinalStream):
         stream.lend(rec)
+
+
+def adopt(context: ssl.SSLContext) -> ssl.SSLContext:
+    """Use a caller's context as is; route its handshake spans to requests if it is timed."""
+    if isinstance(context, TimedSSLContext):
+        if route_handshake not in context.sinks:
+            context.add_sink(route_handshake)
+    elif context not in _warned:
+        # Logged, not warned: a caller running with warnings as errors must see
+        # exactly what the plain client does with this context.
+        _warned.add(context)
+        _log.warning(
+            "tlstiming: a plain ssl.SSLContext was given; requests are timed but its TLS "
+            "handshakes are not opened up. Build it with tlstiming.create_default_context() "
+            "or tlstiming.TimedSSLContext(...) to get handshake spans."
+        )
+    return context
+
+
+class Sinks:
+    """Request sinks of a transport (read by ``tlstiming._recording.delivery.deliver``)."""
+
+    _tlstiming_sinks: tuple[RequestSink, ...] = ()
+
+    @property
+    def sinks(self) -> tuple[RequestSink, ...]:
+        """The sinks that receive this transport's request spans, in call order."""
+        return self._tlstiming_sinks
+
+    def add_sink(self, sink: RequestSink) -> None:
+        """Deliver every request span of this transport to ``sink``.
+
+        Raises:
+            TypeError: ``sink`` is not callable.
+        """
+        self._tlstiming_sinks = (*self._tlstiming_sinks, _validate.callable_arg("sink", sink))
+
+    def remove_sink(self, sink: RequestSink) -> None:
+        """Stop delivering to ``sink``. Raises ``ValueError`` if it was not added."""
+        sinks = list(self._tlstiming_sinks)
+        sinks.remove(sink)
+        self._tlstiming_sinks = tuple(sinks)
