@@ -12,6 +12,7 @@ server itself installed.
 
 from __future__ import annotations
 
+import inspect
 import ssl
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -107,7 +108,7 @@ def uvicorn_config(
 ) -> uvicorn.Config:
     """A ``uvicorn.Config`` serving TLS through a :class:`~tlstiming.TimedSSLContext`.
 
-    Uses uvicorn's own seam, ``ssl_context_factory`` (uvicorn 0.36 and
+    Uses uvicorn's own seam, ``ssl_context_factory`` (uvicorn 0.47 and
     later): the context gets the settings uvicorn would give its own
     (``ssl_version``, ``ssl_cert_reqs``, ``ssl_ca_certs``, ``ssl_ciphers``,
     the protocol's ALPN list).
@@ -124,7 +125,7 @@ def uvicorn_config(
         The ``uvicorn.Config``; pass it to ``uvicorn.Server``.
 
     Raises:
-        ImportError: uvicorn is not installed.
+        ImportError: uvicorn is not installed, or older than 0.47.
     """
     try:
         import uvicorn  # noqa: PLC0415
@@ -132,6 +133,8 @@ def uvicorn_config(
         raise ImportError(
             "tlstiming.servers.uvicorn_config needs uvicorn: pip install 'tlstiming[servers]'"
         ) from exc
+    if "ssl_context_factory" not in inspect.signature(uvicorn.Config).parameters:
+        raise ImportError("tlstiming.servers.uvicorn_config needs uvicorn 0.47 or later")
     sinks = tuple(sinks)
 
     def factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
