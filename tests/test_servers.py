@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import pickle
 import socket
 import ssl
 import threading
@@ -247,3 +248,15 @@ def test_uvicorn_config(pki: PKI, pem_files: tuple[str, str]) -> None:
     assert isinstance(config.ssl, tlstiming.TimedSSLContext)
     inbound = [s for s in spans if s.peer == address]
     assert inbound[0].side == "server" and inbound[0].outcome == "ok"
+
+
+def test_configs_pickle_for_worker_processes(pem_files: tuple[str, str]) -> None:
+    """hypercorn and uvicorn hand their config to worker processes by pickling it."""
+    certfile, keyfile = pem_files
+    hyper = pickle.loads(pickle.dumps(hypercorn_config(certfile=certfile, keyfile=keyfile)))
+    assert isinstance(hyper.create_ssl_context(), tlstiming.TimedSSLContext)
+    uvi = pickle.loads(
+        pickle.dumps(uvicorn_config(_app, ssl_certfile=certfile, ssl_keyfile=keyfile))
+    )
+    uvi.load()
+    assert isinstance(uvi.ssl, tlstiming.TimedSSLContext)

@@ -62,7 +62,20 @@ def hypercorn_config(
     return timed
 
 
+_CLASSES: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    # The hypercorn subclass is built on first use (hypercorn is optional) but has a
+    # module-level name, so that a Config pickled for hypercorn's worker processes loads.
+    if name == "_TimedHypercornConfig":
+        return _hypercorn_config_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _hypercorn_config_class() -> Any:
+    if "hypercorn" in _CLASSES:
+        return _CLASSES["hypercorn"]
     try:
         from hypercorn.config import Config  # noqa: PLC0415
     except ImportError as exc:
@@ -95,6 +108,8 @@ def _hypercorn_config_class() -> Any:
                 context.verify_flags = self.verify_flags
             return _with_sinks(context, self._tlstiming_sinks)
 
+    TimedConfig.__name__ = TimedConfig.__qualname__ = "_TimedHypercornConfig"
+    _CLASSES["hypercorn"] = TimedConfig
     return TimedConfig
 
 
@@ -135,14 +150,31 @@ def uvicorn_config(
         ) from exc
     if "ssl_context_factory" not in inspect.signature(uvicorn.Config).parameters:
         raise ImportError("tlstiming.servers.uvicorn_config needs uvicorn 0.47 or later")
-    sinks = tuple(sinks)
+    return uvicorn.Config(
+        app,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        ssl_context_factory=_UvicornContext(tuple(sinks)),
+        **options,
+    )
 
-    def factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-        # uvicorn.config.create_ssl_context, on a TimedSSLContext.
+
+class _UvicornContext:
+    """uvicorn's ``ssl_context_factory``: its ``create_ssl_context``, on a TimedSSLContext.
+
+    A class, not a closure, so that a config pickled for uvicorn's workers loads.
+    """
+
+    __slots__ = ("sinks",)
+
+    def __init__(self, sinks: tuple[Sink, ...]) -> None:
+        self.sinks = sinks
+
+    def __call__(self, config: Any, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         context = TimedSSLContext(config.ssl_version)
         password = config.ssl_keyfile_password
         context.load_cert_chain(
-            ssl_certfile, config.ssl_keyfile, (lambda: password) if password else None
+            config.ssl_certfile, config.ssl_keyfile, (lambda: password) if password else None
         )
         context.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
         if config.ssl_ca_certs:
@@ -152,15 +184,7 @@ def uvicorn_config(
         alpn = getattr(config.http_protocol_class, "alpn_protocols", None)
         if alpn:
             context.set_alpn_protocols(alpn)
-        return _with_sinks(context, sinks)
-
-    return uvicorn.Config(
-        app,
-        ssl_certfile=ssl_certfile,
-        ssl_keyfile=ssl_keyfile,
-        ssl_context_factory=factory,
-        **options,
-    )
+        return _with_sinks(context, self.sinks)
 
 
 def _with_sinks(context: TimedSSLContext, sinks: Iterable[Sink]) -> TimedSSLContext:
