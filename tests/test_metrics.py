@@ -159,3 +159,27 @@ def test_a_real_handshake(
     attributes = dict(point.attributes or {})
     assert attributes["server.port"] == server.address[1]
     assert sum(point.bucket_counts[len(BUCKETS) - 1 :]) == 0  # well under ten seconds
+
+
+def test_request_spans_through_the_sink(
+    provider_and_reader: tuple[MeterProvider, InMemoryMetricReader],
+) -> None:
+    from sink_spans import FakeRequestSpan
+
+    provider, reader = provider_and_reader
+    sink = OTelSink(meter_provider=provider, metrics=True, traces=False, background=False)
+    sink(FakeRequestSpan(None))
+    sink(FakeRequestSpan(None, outcome="error"))
+    points = {
+        dict(p.attributes or {}).get("error.type"): p for p in _points(reader, REQUEST_DURATION)
+    }
+    assert set(points) == {None, "httpx.ReadTimeout"}
+    ok = dict(points[None].attributes or {})
+    assert ok == {
+        "http.request.method": "GET",
+        "server.address": "api.example.test",
+        "server.port": 8443,
+        "http.response.status_code": 200,
+    }
+    assert points[None].sum == pytest.approx(0.009)
+    assert _points(reader, HANDSHAKE_DURATION) == []  # a request is not a handshake
