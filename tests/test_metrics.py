@@ -182,4 +182,17 @@ def test_request_spans_through_the_sink(
         "http.response.status_code": 200,
     }
     assert points[None].sum == pytest.approx(0.009)
-    assert _points(reader, HANDSHAKE_DURATION) == []  # a request is not a handshake
+    assert _points(reader, HANDSHAKE_DURATION) == []  # no connection opened: no handshake
+
+
+def test_a_request_that_opened_a_connection_records_its_handshake(
+    provider_and_reader: tuple[MeterProvider, InMemoryMetricReader],
+) -> None:
+    from sink_spans import FakeRequestSpan
+
+    provider, reader = provider_and_reader
+    sink = OTelSink(meter_provider=provider, metrics=True, traces=False, background=False)
+    sink(FakeRequestSpan(_handshake(2_000_000)))
+    sink(FakeRequestSpan(_handshake(2_000_000), reused=True))  # its handshake is not its own
+    (point,) = _points(reader, HANDSHAKE_DURATION)
+    assert point.count == 1 and point.sum == pytest.approx(0.002)

@@ -118,6 +118,9 @@ class OTelSink(Emitter):
             return
         if kind == "http.request" and self._histograms is not None:
             self._histograms.record_request(data)
+            handshake, handshake_span = _nested_handshake(span, data)
+            if handshake is not None and not data.get("tlstiming.connection.reused"):
+                self._histograms.record_handshake(handshake, handshake_span)  # it opened one
         if self._tracer is not None:
             if kind == "http.request":
                 self._request(span, data)
