@@ -72,10 +72,7 @@ def trace_config(sinks: Iterable[RequestSink] = ()) -> aiohttp.TraceConfig:
     Args:
         sinks: callables that receive each request span when the request ends.
     """
-    tracer = Tracer(sinks)
-    config = tracer.config
-    config.tlstiming = tracer  # type: ignore[attr-defined]  # keeps the sinks alive
-    return config
+    return Tracer(sinks).config  # its handlers hold the tracer and its sinks
 
 
 def ClientSession(  # a drop-in for the class; aiohttp forbids subclassing it
