@@ -78,9 +78,20 @@ def test_blocking_wrap_socket(pki: PKI, client_cert: bool) -> None:
     assert (spans[0].phase("client_certificate") is not None) is client_cert
 
 
-@pytest.mark.parametrize("client_cert", [False, True])
-def test_asyncio_start_server(pki: PKI, client_cert: bool) -> None:
+class _OwnWrapBio(tlstiming.TimedSSLContext):
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        return super().wrap_bio(*args, **kwargs)  # one more frame between asyncio and us
+
+
+@pytest.mark.parametrize(
+    ("client_cert", "subclass"), [(False, False), (True, False), (False, True)]
+)
+def test_asyncio_start_server(pki: PKI, client_cert: bool, subclass: bool) -> None:
     context = _server_context(pki, client_cert=client_cert)
+    if subclass:
+        context = _OwnWrapBio(ssl.PROTOCOL_TLS_SERVER)
+        pki.leaf.configure_cert(context)
+        context.sni_callback = lambda conn, name, ctx: None
     spans: list[tlstiming.HandshakeSpan] = []
     context.add_sink(spans.append)
 

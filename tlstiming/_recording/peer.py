@@ -4,8 +4,8 @@ An ``SSLSocket`` knows its peer (``getpeername``), read when its handshake
 starts (:func:`remember_socket`): a client that closes right after its own
 handshake may have reset the connection by the time the server's ends. An ``SSLObject`` knows
 nothing but its two memory BIOs; whoever moves the bytes knows the peer.
-asyncio's ``SSLProtocol`` builds its ``SSLObject`` in its ``__init__``, before
-it has a transport, so :func:`remember_caller` keeps a weak reference to the
+asyncio's ``SSLProtocol`` builds its ``SSLObject`` in its ``__init__`` (3.11+),
+before it has a transport, so :func:`remember_caller` keeps a weak reference to the
 protocol that called ``wrap_bio`` and :func:`peer_of` asks that protocol's
 transport for ``peername`` when the handshake ends (asyncio's
 ``start_server``, ``create_server``, ``open_connection``, and the servers
@@ -26,6 +26,7 @@ from typing import Any, Final
 __all__ = ["PEER", "peer_of", "remember_caller", "remember_socket", "set_peer"]
 
 PEER: Final = "_tlstiming_peer"  # (address, port), or a weak reference to who knows it
+_FRAMES: Final = 3  # how far up from wrap_bio to look for asyncio's SSLProtocol
 
 
 def set_peer(conn: Any, address: tuple[str, int]) -> None:
@@ -40,15 +41,25 @@ def remember_socket(conn: ssl.SSLSocket) -> None:
 
 
 def remember_caller(conn: Any, frame: FrameType | None) -> None:
-    """Keep a weak reference to the asyncio ``SSLProtocol`` that called ``wrap_bio``."""
+    """Keep a weak reference to the asyncio ``SSLProtocol`` that (indirectly) called ``wrap_bio``.
+
+    ``frame`` is ``wrap_bio``'s caller. Python 3.11+ calls it from
+    ``SSLProtocol.__init__``, 3.10 from ``_SSLPipe.do_handshake`` under
+    ``SSLProtocol._start_handshake``; a subclass's ``wrap_bio`` adds a frame.
+    Only frames of asyncio's ``sslproto`` module are looked into.
+    """
     sslproto = sys.modules.get("asyncio.sslproto")
-    if frame is None or sslproto is None:
+    if sslproto is None:
         return
-    if frame.f_code is not sslproto.SSLProtocol.__init__.__code__:
-        return
-    protocol = frame.f_locals.get("self")
-    if protocol is not None:
-        conn.__dict__[PEER] = weakref.ref(protocol)
+    for _ in range(_FRAMES):
+        if frame is None:
+            return
+        if frame.f_code.co_filename == sslproto.__file__:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, sslproto.SSLProtocol):
+                conn.__dict__[PEER] = weakref.ref(owner)
+                return
+        frame = frame.f_back
 
 
 def peer_of(conn: Any) -> tuple[str, int] | None:
