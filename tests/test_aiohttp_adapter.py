@@ -221,7 +221,9 @@ def test_concurrent_fresh_connections_keep_their_own_handshakes(
         assert span.connection is not None and span.connection.opened_by == span.span_id
 
 
-def test_plain_context_times_requests_only(server: HTTP1Server, plain_ctx: ssl.SSLContext) -> None:
+def test_plain_context_times_requests_only(
+    server: HTTP1Server, plain_ctx: ssl.SSLContext, caplog: pytest.LogCaptureFixture
+) -> None:
     spans: list[RequestSpan] = []
 
     async def main() -> None:
@@ -230,6 +232,7 @@ def test_plain_context_times_requests_only(server: HTTP1Server, plain_ctx: ssl.S
 
     asyncio.run(main())
     assert spans[0].handshake is None and spans[0].outcome == "ok"
+    assert "plain ssl.SSLContext" in caplog.text
     assert "tls" not in names(spans[0])
 
 

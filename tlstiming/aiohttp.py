@@ -22,8 +22,8 @@ except ImportError as exc:  # pragma: no cover
     raise ImportError("tlstiming.aiohttp needs aiohttp: pip install tlstiming[aiohttp]") from exc
 
 from tlstiming._recording.context import TimedSSLContext, create_default_context
-from tlstiming._trace.aiohttp_adapter import RequestSink, TimedConnector, TimedResolver, Tracer
-from tlstiming._trace.recording import route_handshake
+from tlstiming._trace.aiohttp_adapter import TimedConnector, TimedResolver, Tracer
+from tlstiming._trace.recording import RequestSink, adopt, route_handshake
 
 __all__ = [
     "ClientSession",
@@ -42,8 +42,9 @@ def timed_ssl_context(ssl: Any = True) -> Any:
         ssl: ``True``: the default trust store, as aiohttp's own default
             (``ssl.create_default_context()``, ALPN ``http/1.1``); ``False``:
             no verification; a :class:`~tlstiming.TimedSSLContext`: used as
-            is; a plain ``ssl.SSLContext`` or an ``aiohttp.Fingerprint``:
-            used as is, and its handshakes are not opened up.
+            is; a plain ``ssl.SSLContext``: used as is, uninstrumented (noted
+            once per context on the ``tlstiming`` logger); an
+            ``aiohttp.Fingerprint``: used as is, uninstrumented.
 
     Returns:
         What to pass to the connector's ``ssl=``.
@@ -54,9 +55,9 @@ def timed_ssl_context(ssl: Any = True) -> Any:
         context = TimedSSLContext(_ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = _ssl.CERT_NONE
-    else:
-        if isinstance(ssl, TimedSSLContext) and route_handshake not in ssl.sinks:
-            ssl.add_sink(route_handshake)
+    elif isinstance(ssl, _ssl.SSLContext):
+        return adopt(ssl)
+    else:  # an aiohttp.Fingerprint
         return ssl
     context.set_alpn_protocols(("http/1.1",))
     context.add_sink(route_handshake)

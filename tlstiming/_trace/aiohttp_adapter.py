@@ -39,6 +39,8 @@ from tlstiming._trace.recording import (
     TLS_SCHEMES,
     FinalStream,
     Recording,
+    RequestSink,
+    Sinks,
     current,
     handshake_of,
     perf,
@@ -48,7 +50,6 @@ from tlstiming.spans.request import ConnectAttempt, RequestSpan
 
 __all__ = ["RequestSink", "TimedConnector", "TimedResolver", "Tracer"]
 
-RequestSink = Callable[[RequestSpan], None]
 _unix = time.time_ns
 Handler = Callable[[aiohttp.ClientSession, SimpleNamespace, Any], Awaitable[None]]
 
@@ -94,11 +95,11 @@ class _Connection(FinalStream):
         self.opener = rec
 
 
-class Tracer:
+class Tracer(Sinks):
     """The request sinks and the ``aiohttp.TraceConfig`` whose signals feed them."""
 
     def __init__(self, sinks: Iterable[RequestSink] = ()) -> None:
-        self._tlstiming_sinks: tuple[RequestSink, ...] = _validate.sinks("sinks", sinks)
+        self._tlstiming_sinks = _validate.sinks("sinks", sinks)
         config = self.config = aiohttp.TraceConfig()
         signals: tuple[tuple[Any, Handler], ...] = (
             (config.on_request_start, self._start),
@@ -113,15 +114,6 @@ class Tracer:
         )
         for signal, handler in signals:
             signal.append(handler)
-
-    @property
-    def sinks(self) -> tuple[RequestSink, ...]:
-        """The sinks that receive every request span, in call order."""
-        return self._tlstiming_sinks
-
-    def add_sink(self, sink: RequestSink) -> None:
-        """Deliver every request span to ``sink`` too. Raises ``TypeError`` if not callable."""
-        self._tlstiming_sinks = (*self._tlstiming_sinks, _validate.callable_arg("sink", sink))
 
     async def _start(self, _s: Any, ctx: SimpleNamespace, params: Any) -> None:
         url = _URL(params.url)
