@@ -17,7 +17,7 @@ import pytest
 from servers import PKI
 
 import tlstiming
-from tlstiming.servers import hypercorn_config, uvicorn_config
+from tlstiming.servers import hypercorn_config, set_peer, uvicorn_config
 
 
 def _server_context(pki: PKI, *, client_cert: bool = False) -> tlstiming.TimedSSLContext:
@@ -121,8 +121,6 @@ def test_asyncio_start_server(pki: PKI, client_cert: bool, subclass: bool) -> No
 
 
 def test_memory_bio_peer_set_by_owner(pki: PKI) -> None:
-    from tlstiming._recording.peer import set_peer
-
     server = _server_context(pki)
     spans: list[tlstiming.HandshakeSpan] = []
     server.add_sink(spans.append)

@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tlstiming._recording.context import TimedSSLContext, create_default_context
+from tlstiming._recording.peer import set_peer
 from tlstiming.spans.handshake import Sink
 
 if TYPE_CHECKING:
     import hypercorn.config
     import uvicorn
 
-__all__ = ["hypercorn_config", "uvicorn_config"]
+__all__ = ["hypercorn_config", "set_peer", "uvicorn_config"]
 
 
 def hypercorn_config(

@@ -29,8 +29,17 @@ PEER: Final = "_tlstiming_peer"  # (address, port), or a weak reference to who k
 _FRAMES: Final = 3  # how far up from wrap_bio to look for asyncio's SSLProtocol
 
 
-def set_peer(conn: Any, address: tuple[str, int]) -> None:
-    """Record ``address`` as the peer of ``conn`` (a BIO connection's owner knows it)."""
+def set_peer(conn: ssl.SSLObject | ssl.SSLSocket, address: tuple[str, int]) -> None:
+    """Record ``address`` as the peer of ``conn``, for its span.
+
+    For code that drives an ``SSLObject`` from a ``TimedSSLContext.wrap_bio``
+    itself: it knows the peer, the ``SSLObject`` does not. Call it before the
+    handshake ends (right after ``wrap_bio``).
+
+    Args:
+        conn: the connection (``SSLObject`` or ``SSLSocket``).
+        address: the peer's (host, port); IPv6 tuples may carry more items.
+    """
     conn.__dict__[PEER] = (address[0], address[1])
 
 
