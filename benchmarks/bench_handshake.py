@@ -22,6 +22,13 @@ Variants, per TLS version:
 ``pure Python``
     ``tlstiming`` recording through the pure-Python hot path instead of the
     C accelerator (``tlstiming._recording._speedups``): what the accelerator saves.
+``native``
+    ``tlstiming`` with native hooks on OpenSSL (``implementation() == "native"``,
+    the default where possible): OpenSSL calls a C callback, no Python per
+    message. Switched on only around its own handshakes: ``tlstiming``,
+    ``tlstiming+phases`` and ``pure Python`` run on the callback path (what
+    ``TLSTIMING_NO_NATIVE=1`` gives) in the same run. Absent where native
+    hooks are not possible.
 """
 
 from __future__ import annotations
@@ -62,10 +69,12 @@ from _common import (
 )
 
 import tlstiming
+from tlstiming._recording import conn as _conn
+from tlstiming._recording import native as _native
 
 BUDGET_RATIO: Final = 1.03
 BUDGET_PP: Final = 1.0
-VARIANTS: Final = ("plain", "floor", "tlstiming", "tlstiming+phases", "pure Python")
+VARIANTS: Final = ("plain", "floor", "tlstiming", "tlstiming+phases", "pure Python", "native")
 
 _perf = time.perf_counter_ns
 _cpu = time.thread_time_ns
@@ -91,6 +100,29 @@ def measure(ctx: ssl.SSLContext, port: int, counts: list[int]) -> Callable[[], S
     return run
 
 
+def native_possible() -> bool:
+    """Whether native hooks can be used in this process."""
+    if not _conn.ACCELERATED:
+        return False
+    from tlstiming._recording import _speedups
+
+    return bool(_speedups.NATIVE_POSSIBLE) and _native.probe(_speedups) is None
+
+
+def switched(run: Callable[[], Sample], native: bool) -> Callable[[], Sample]:
+    """``run`` with native hooks on or off (switched outside the timed region), restored after."""
+
+    def run_switched() -> Sample:
+        was = _native.SWITCH.on
+        _native.SWITCH.on = native
+        try:
+            return run()
+        finally:
+            _native.SWITCH.on = was
+
+    return run_switched
+
+
 def reading_phases(recorder: tlstiming.SpanRecorder) -> tlstiming.Sink[tlstiming.HandshakeSpan]:
     """A sink that keeps the span and reads its phases (materialising it)."""
 
@@ -107,7 +139,7 @@ class Setup:
     def __init__(self, certs: Certs, port: int, version: str, keep: int = 100) -> None:
         self.version = version
         self.counts: list[int] = []
-        self.recorders = tuple(tlstiming.SpanRecorder(keep) for _ in range(3))
+        self.recorders = tuple(tlstiming.SpanRecorder(keep) for _ in range(4))
         contexts = {
             "plain": plain_context(certs),
             "floor": callback_context(certs, floor_callback),
@@ -116,8 +148,13 @@ class Setup:
             "pure Python": pure_python_context(certs, self.recorders[2]),
         }
         self.measures = {
-            f"{version} {name}": measure(ctx, port, self.counts) for name, ctx in contexts.items()
+            f"{version} {name}": switched(measure(ctx, port, self.counts), native=False)
+            for name, ctx in contexts.items()
         }
+        self.native = native_possible()
+        if self.native:
+            native = measure(timed_context(certs, self.recorders[3]), port, [])
+            self.measures[f"{version} native"] = switched(native, native=True)
         self.check(contexts["plain"], port)
 
     def check(self, ctx: ssl.SSLContext, port: int) -> None:
@@ -135,11 +172,14 @@ class Setup:
         ratios = {}
         for name in VARIANTS[1:]:
             key = f"{self.version} {name}"
+            if key not in samples:
+                continue
             r = ratios[name] = ratio(samples, key, base)
             cpu = ratio(samples, key, base, CPU)
             us = median_ns(samples, key) / 1e3
             rows.append([name, f"{us:.1f}", r.cell(), f"{r.pooled:.3f}", f"{cpu.median:.3f}"])
-        ok = all(len(rec) and all(s.outcome == "ok" for s in rec.spans) for rec in self.recorders)
+        recorders = self.recorders if self.native else self.recorders[:3]
+        ok = all(len(rec) and all(s.outcome == "ok" for s in rec.spans) for rec in recorders)
         c, b, d = ratios["tlstiming"], ratios["floor"], ratios["tlstiming+phases"]
         e = ratios["pure Python"]
         pp = (c.median - b.median) * 100
@@ -155,6 +195,11 @@ class Setup:
             "  (reading span.phases in the sink)",
             f"  e/a = {e.median:.3f}, e/a - c/a = {(e.median - c.median) * 100:+.2f} pp"
             "  (the pure-Python hot path: what the C accelerator saves)",
+            f"  f/a = {ratios['native'].median:.3f}, f/a - c/a = "
+            f"{(ratios['native'].median - c.median) * 100:+.2f} pp"
+            "  (native hooks on OpenSSL: no Python per message)"
+            if "native" in ratios
+            else "  native hooks: not possible here",
             f"  message callbacks per handshake: {statistics.median(self.counts):g};"
             f" spans recorded, all ok: {ok}",
         ]

@@ -17,28 +17,36 @@ ServeFactory = Callable[..., LoopbackServer]
 OpenSSLFactory = Callable[..., OpenSSLServer]
 
 
-@pytest.fixture(params=["c", "python"])
+@pytest.fixture(params=["c", "callback", "python"])
 def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test once with the C accelerator and once with the pure-Python hot path.
+    """Run a test with the C accelerator as imported, on its callback path, and in pure Python.
 
     Contexts made after this fixture record through the selected one (the
     context takes ``_conn.on_message`` when built; connections call
-    ``_conn.drive``). Without the built accelerator the ``c`` case is skipped.
+    ``_conn.drive``). Without the built accelerator the ``c`` case is skipped;
+    ``callback`` runs only where ``c`` is native (else ``c`` is the callback path).
     """
     from tlstiming._recording import conn as _conn
+    from tlstiming._recording import native as _native
 
-    if request.param == "c" and not _conn.ACCELERATED:
+    if request.param != "python" and not _conn.ACCELERATED:
         pytest.skip(
             "tlstiming._recording._speedups is not built here (or TLSTIMING_PURE_PYTHON is set)"
         )
+    if request.param == "callback" and _native.implementation().name != "native":
+        pytest.skip("the c case is the callback path here")
     use_implementation(str(request.param), monkeypatch)
     return str(request.param)
 
 
 def use_implementation(implementation: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Record through ``"python"`` (the pure-Python hot path) or ``"c"`` (as imported)."""
+    """Record through ``"python"`` (the pure-Python hot path), ``"callback"`` (the
+    accelerator through CPython's ``_msg_callback``) or ``"c"`` (as imported)."""
     from tlstiming._recording import conn as _conn
+    from tlstiming._recording import native as _native
 
+    if implementation in ("python", "callback"):
+        monkeypatch.setattr(_native.SWITCH, "on", False)
     if implementation == "python":
         monkeypatch.setattr(_conn, "on_message", _conn._py_on_message)
         monkeypatch.setattr(_conn, "drive", _conn._py_drive)

@@ -15,7 +15,6 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,18 +37,15 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def native_switch() -> Iterator[Any]:
-    """A function turning native recording on or off; restores the process's choice after."""
-    was = _native._speedups
+def native_switch(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A function turning native recording on or off; the process's choice restored after."""
+    assert _native.probe(speedups) is None
+    monkeypatch.setattr(_native.SWITCH, "on", _native.SWITCH.on)  # restored at teardown
 
     def switch(on: bool) -> None:
-        assert _native.probe(speedups) is None
-        speedups.native_enable(on)
-        _native._speedups = speedups if on else None
+        _native.SWITCH.on = on
 
-    yield switch
-    speedups.native_enable(was is not None)
-    _native._speedups = was
+    return switch
 
 
 # -- in-memory handshakes ------------------------------------------------------
@@ -174,10 +170,8 @@ def test_msg_callback_reads_none_and_a_users_callback_sees_everything(
     assert client_ctx._msg_callback is None
 
 
-def test_sni_switch_to_a_plain_context_keeps_recording(pki: PKI, native_switch: Any) -> None:
-    native_switch(True)
-    recorder = SpanRecorder()
-    other = server_context(pki.leaf)  # a plain ssl.SSLContext
+def _sni_switch_to(pki: PKI, other: ssl.SSLContext, recorder: SpanRecorder) -> None:
+    """A server handshake whose sni_callback moves the connection to ``other``."""
     server_ctx = server_context(pki.leaf, factory=TimedSSLContext)
     server_ctx.add_sink(recorder)  # type: ignore[attr-defined]
 
@@ -188,10 +182,33 @@ def test_sni_switch_to_a_plain_context_keeps_recording(pki: PKI, native_switch: 
     client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
     _, _, outcome = _pair(client_ctx, server_ctx)
     assert outcome == {"client": None, "server": None}
+
+
+def test_sni_switch_to_a_plain_context_keeps_recording(pki: PKI, native_switch: Any) -> None:
+    native_switch(True)
+    recorder = SpanRecorder()
+    _sni_switch_to(pki, server_context(pki.leaf), recorder)  # a plain ssl.SSLContext
     (span,) = recorder
     kinds = [(m.direction, m.type) for m in span.messages]
     assert ("received", "finished") in kinds  # the messages after the switch were recorded
     assert "sni_callback" in [p.name for p in span.phases]
+
+
+def test_sni_switch_to_a_context_with_a_users_callback_feeds_theirs(
+    pki: PKI, native_switch: Any
+) -> None:
+    native_switch(True)
+    seen: list[int] = []
+    other = server_context(pki.leaf)
+
+    def theirs(
+        conn: Any, direction: str, version: int, kind: int, msg_type: int, data: bytes
+    ) -> None:
+        seen.append(kind)
+
+    other._msg_callback = theirs  # type: ignore[attr-defined]
+    _sni_switch_to(pki, other, SpanRecorder())
+    assert 22 in seen  # the rest of the handshake reached the user's callback
 
 
 def test_tls13_verdict_after_the_handshake_is_caught(pki: PKI, native_switch: Any) -> None:
@@ -290,10 +307,10 @@ def test_every_validation_failure_falls_back(simulate: dict[str, Any], reason: s
 @pytest.mark.parametrize(
     ("env", "name", "reason"),
     [
-        ({"TLSTIMING_NATIVE": "1"}, "native", ""),
-        ({}, "callback", "opt-in"),
-        ({"TLSTIMING_NATIVE": "1", "TLSTIMING_NO_NATIVE": "1"}, "callback", "NO_NATIVE"),
-        ({"TLSTIMING_NATIVE": "1", "TLSTIMING_PURE_PYTHON": "1"}, "python", "PURE_PYTHON"),
+        ({}, "native", ""),
+        ({"TLSTIMING_NO_NATIVE": "1"}, "callback", "NO_NATIVE"),
+        ({"TLSTIMING_PURE_PYTHON": "1"}, "python", "PURE_PYTHON"),
+        ({"TLSTIMING_NO_NATIVE": "1", "TLSTIMING_PURE_PYTHON": "1"}, "python", "PURE_PYTHON"),
     ],
 )
 def test_implementation_and_how_to_force_each(env: dict[str, str], name: str, reason: str) -> None:
@@ -328,7 +345,7 @@ try: s.native_limits(0, 0)
 except ValueError: pass
 print("ok")
 """
-    env = {**os.environ, "TLSTIMING_NATIVE": "1"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TLSTIMING_")}
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
     )
@@ -364,3 +381,38 @@ def test_200_concurrent_handshakes_without_cross_talk(pki: PKI, native_switch: A
     assert len(recorder) == 400
     shapes = {_shape(s)[0:1] + _shape(s)[2:] for s in recorder}
     assert len(shapes) == 2  # one client shape, one server shape: no event crossed over
+
+
+def test_memory_flat_and_arenas_freed_with_abandoned_connections(
+    pki: PKI, native_switch: Any
+) -> None:
+    import gc
+    import tracemalloc
+
+    native_switch(True)
+    recorder = SpanRecorder(maxlen=10)
+    client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    client_ctx.add_sink(recorder)
+    server_ctx = server_context(pki.leaf)
+
+    def rounds(n: int) -> None:
+        for _ in range(n):
+            _pair(client_ctx, server_ctx)
+            half = client_ctx.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="x")
+            with pytest.raises(ssl.SSLWantReadError):
+                half.do_handshake()  # armed, then dropped mid-handshake: freed with its SSL
+            del half
+
+    rounds(50)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        rounds(50)
+        gc.collect()
+        early = tracemalloc.get_traced_memory()[0]
+        rounds(200)
+        gc.collect()
+        late = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert late - early < 100 * 1024

@@ -32,6 +32,7 @@ import tlstiming
 from tlstiming import SpanRecorder, TimedSSLContext
 from tlstiming._recording import accelerator as _accelerator
 from tlstiming._recording import conn as _conn
+from tlstiming._recording import native as _native
 from tlstiming._wire import names as _names
 from tlstiming.spans import build as _build
 
@@ -293,6 +294,8 @@ def test_stale_build_falls_back_with_a_warning(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(_speedups, "VERSION", _accelerator.SPEEDUPS_VERSION + 1)
     monkeypatch.setattr(_conn, "on_message", _conn.on_message)
     monkeypatch.setattr(_conn, "drive", _conn.drive)
+    monkeypatch.setattr(_native, "_current", _native._current)  # _accelerate() selects again
+    monkeypatch.setattr(_native.SWITCH, "on", _native.SWITCH.on)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert _conn._accelerate() is False

@@ -659,7 +659,7 @@ static PyTypeObject *g_sock_type;    /* _ssl._SSLSocket, checked at init */
 static PyTypeObject *g_ctx_type;     /* _ssl._SSLContext */
 static size_t g_max_events = 256, g_max_bytes = 65536;  /* per handshake */
 static Py_ssize_t g_conn_fallbacks;  /* connections left on the callback path */
-static PyObject *s_user_cb, *s_options;
+static PyObject *s_user_cb, *s_options, *s_msg_callback;
 
 typedef struct {
     Event *items;
@@ -932,7 +932,13 @@ py_native_rearm(PyObject *module, PyObject *conn)
     PyObject *ctx;
     void *ssl = native_ssl(d, &ctx);
     if (ssl != NULL && ossl.get_ex_data(ssl, g_ex_index) != NULL) {
-        ossl.set_msg_callback(ssl, native_on_message);
+        /* a context with a user's _msg_callback keeps CPython's trampoline: theirs sees it all */
+        PyObject *user = PyObject_GetAttr(ctx, s_msg_callback);
+        if (user == Py_None) {
+            ossl.set_msg_callback(ssl, native_on_message);
+        }
+        PyErr_Clear();
+        Py_XDECREF(user);
     }
     Py_XDECREF(ctx);
     Py_DECREF(d);
@@ -1350,6 +1356,7 @@ SPEEDUPS_INIT(void)
 #if NATIVE_POSSIBLE
         || intern(&s_user_cb, "_tlstiming_user_msg_callback") < 0
         || intern(&s_options, "options") < 0
+        || intern(&s_msg_callback, "_msg_callback") < 0
 #endif
         ) {
         return NULL;

@@ -5,7 +5,7 @@ Three implementations record a handshake, each falling back to the next:
 - ``"native"``: the C accelerator sets its own C message callback on each
   connection's ``SSL`` for the handshake (OpenSSL resolved from the very
   library ``_ssl`` is linked against, the object layout validated first);
-  no Python code and no GIL per message. Opt-in for now: ``TLSTIMING_NATIVE=1``.
+  no Python code and no GIL per message. The default where every check passes.
 - ``"callback"``: CPython's ``_msg_callback`` trampoline into the accelerator.
 - ``"python"``: the same, into the pure-Python reference (``conn.py``).
 
@@ -18,9 +18,9 @@ import os
 import ssl
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-__all__ = ["Implementation", "harvest", "implementation", "probe", "rearm", "select"]
+__all__ = ["SWITCH", "Implementation", "harvest", "implementation", "probe", "rearm", "select"]
 
 ImplementationName = Literal["native", "callback", "python"]
 
@@ -39,15 +39,16 @@ class Implementation:
 
 
 _current = Implementation("python", "not selected yet")
-_speedups: Any = None
+_speedups: Any = None  # the accelerator while new handshakes are recorded natively
+_validated: Any = None  # the accelerator, once native hooks passed every check
 
 
 def implementation() -> Implementation:
     """Which implementation records this process's handshakes, and why not a faster one.
 
-    Chosen once, when tlstiming's recording is first imported:
-    ``TLSTIMING_PURE_PYTHON=1`` forces ``"python"``, ``TLSTIMING_NO_NATIVE=1``
-    forces ``"callback"``, ``TLSTIMING_NATIVE=1`` asks for ``"native"``.
+    Chosen once, when tlstiming's recording is first imported: ``"native"``
+    where every check passes; ``TLSTIMING_NO_NATIVE=1`` forces ``"callback"``,
+    ``TLSTIMING_PURE_PYTHON=1`` forces ``"python"``.
     """
     from tlstiming._recording import conn  # noqa: F401, PLC0415 (importing it selects)
 
@@ -74,20 +75,21 @@ def probe(speedups: Any, *, simulate: dict[str, Any] | None = None) -> str | Non
     reason: str | None = speedups.native_init(
         path, version, context, options, sslobj, over.get("symbol")
     )
+    if reason is None and not over:
+        global _validated
+        _validated = speedups
     return reason
 
 
 def select(speedups: ModuleType | None, *, python_reason: str = "") -> Implementation:
     """Choose the implementation (at import, once) and turn native hooks on or off."""
-    global _current, _speedups
-    _speedups = None
+    global _current
+    SWITCH.on = False
     if speedups is None:
         _current = Implementation("python", python_reason or "the C accelerator is not built")
         return _current
     if os.environ.get("TLSTIMING_NO_NATIVE"):
         reason: str | None = "TLSTIMING_NO_NATIVE is set"
-    elif not os.environ.get("TLSTIMING_NATIVE"):
-        reason = "native hooks are opt-in: set TLSTIMING_NATIVE=1"
     elif not getattr(speedups, "NATIVE_POSSIBLE", 0):
         reason = "native hooks are implemented for Linux only"
     else:
@@ -98,10 +100,32 @@ def select(speedups: ModuleType | None, *, python_reason: str = "") -> Implement
     if reason is not None:
         _current = Implementation("callback", reason)
         return _current
-    speedups.native_enable(True)
-    _speedups = speedups
+    SWITCH.on = True
     _current = Implementation("native")
     return _current
+
+
+class _Switch:
+    """Native recording of new handshakes, on or off (benchmarks and tests switch it)."""
+
+    __slots__ = ()
+
+    @property
+    def on(self) -> bool:
+        return _speedups is not None
+
+    @on.setter
+    def on(self, value: bool) -> None:
+        global _speedups
+        if value and _validated is None:
+            raise RuntimeError("native hooks have not passed their checks in this process")
+        if _validated is not None:
+            _validated.native_enable(value)
+        _speedups = _validated if value else None
+
+
+SWITCH: Final = _Switch()
+"""``SWITCH.on``: whether new handshakes are recorded natively."""
 
 
 def harvest(conn: Any, events: Any) -> Any:
