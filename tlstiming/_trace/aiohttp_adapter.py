@@ -208,7 +208,8 @@ class TimedConnector(aiohttp.TCPConnector):
     def __init__(self, *, resolver: AbstractResolver | None = None, **kwargs: Any) -> None:
         self._tlstiming_own_resolver = resolver is None
         inner = aiohttp.DefaultResolver() if resolver is None else resolver
-        super().__init__(resolver=TimedResolver(inner), **kwargs)
+        self._tlstiming_resolver = TimedResolver(inner)
+        super().__init__(resolver=self._tlstiming_resolver, **kwargs)
         self._tlstiming_connections: weakref.WeakKeyDictionary[Any, _Connection] = (
             weakref.WeakKeyDictionary()
         )
@@ -239,10 +240,17 @@ class TimedConnector(aiohttp.TCPConnector):
         if state.opener is rec:
             rec.mark("send_request")
 
-    async def close(self, *, abort_ssl: bool = False) -> None:
-        await super().close(abort_ssl=abort_ssl)
-        if self._tlstiming_own_resolver:
-            await self._resolver.close()
+    def close(self, *args: Any, **kwargs: Any) -> Any:
+        # As the connector's own: async in aiohttp 3.10+, an awaitable before.
+        closing = super().close(*args, **kwargs)
+        if not self._tlstiming_own_resolver:
+            return closing
+        return _both(closing, self._tlstiming_resolver)
+
+
+async def _both(closing: Awaitable[None], resolver: AbstractResolver) -> None:
+    await closing
+    await resolver.close()
 
 
 def _opened(rec: _Recording, transport: Any) -> None:
