@@ -93,10 +93,33 @@ def start(owner: Any, method: str, scheme: str, host: str, port: int | None, url
     return rec
 
 
+class _LazyURL:
+    """An absolute URL, parsed (by urllib3) only when a span reads it: off the hot path."""
+
+    __slots__ = ("_parsed", "_url")
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._parsed: URL | None = None
+
+    def _get(self) -> URL:
+        parsed = self._parsed
+        if parsed is None:
+            u = urllib3.util.parse_url(self._url)
+            parsed = self._parsed = URL(u.scheme or "http", u.host or "", u.port, u.request_uri)
+        return parsed
+
+    scheme = property(lambda self: self._get().scheme)
+    host = property(lambda self: self._get().host)
+    port = property(lambda self: self._get().port)
+    raw_path = property(lambda self: self._get().raw_path)
+
+
 def start_url(owner: Any, method: str, url: str) -> Exchange:
     """A new request to an absolute URL (what requests sends)."""
-    u = urllib3.util.parse_url(url)
-    return start(owner, method, u.scheme or "http", u.host or "", u.port, u.request_uri)
+    rec = Exchange(next(_build.ids), perf(), method, _LazyURL(url))
+    rec.owner = owner
+    return rec
 
 
 class _TimedPool:
