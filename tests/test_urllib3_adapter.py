@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import socket
 import ssl
 from collections.abc import Iterator
@@ -13,19 +12,11 @@ import urllib3
 from http_servers import BODY, ConnectProxy, HTTP1Server
 from servers import PKI, server_context
 from test_httpx_transport import assert_tiles, names
+from test_requests_adapter import REUSED, SETUP, normalized, rspan
 
 import tlstiming
 import tlstiming.urllib3 as tu
 from tlstiming.spans.request import RequestSpan
-
-SETUP = ["pool_wait", "dns", "connect", "tls", "send_request", "wait_first_byte", "receive_body"]
-REUSED = ["pool_wait", "send_request", "wait_first_byte", "receive_body"]
-
-
-def rspan(obj: object) -> RequestSpan:
-    span = tlstiming.span_of(obj)
-    assert isinstance(span, RequestSpan), span
-    return span
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +90,6 @@ def test_ca_certs_load_per_connection_on_one_pool_context(
     assert stats is not None
     assert (stats.handshake_index, stats.trust_loads_since_previous) == (2, 1)
     assert "tls.trust_store_per_connection" in {f.id for f in tlstiming.diagnose(second)}
-
-
-def normalized(exc: BaseException) -> tuple[type[BaseException], str]:
-    return type(exc), re.sub(r"0x[0-9a-f]+", "0x", str(exc))
 
 
 @pytest.fixture
