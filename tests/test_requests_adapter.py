@@ -260,3 +260,13 @@ def test_a_failing_sink_never_reaches_the_request(
         assert session.get(f"https://localhost:{server.port}/").content == BODY
     assert "sink" in caplog.text
     caplog.clear()  # the logged traceback holds the connection's frames (and its socket) open
+
+
+def test_a_pickled_session_still_works(server: HTTP1Server, ca_file: str) -> None:
+    import pickle
+
+    with tr.Session() as session:
+        copy = pickle.loads(pickle.dumps(session))
+    with copy:
+        response = copy.get(f"https://localhost:{server.port}/", verify=ca_file)
+    assert rspan(response).status_code == 200

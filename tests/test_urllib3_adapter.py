@@ -188,3 +188,18 @@ def test_plain_http_and_a_plain_context(server: HTTP1Server, pki: PKI) -> None:
     assert names(rspan(insecure)) == ["pool_wait", "dns", "connect", *REUSED[1:]]
     assert rspan(secure).phase("tls") is not None
     assert rspan(secure).handshake is None  # a plain context is used as is
+
+
+def test_global_sinks_receive_request_spans(
+    server: HTTP1Server, ctx: tlstiming.TimedSSLContext
+) -> None:
+    seen: list[object] = []
+    tlstiming.subscribe(seen.append)
+    try:
+        with tu.PoolManager(ssl_context=ctx) as pm:
+            response = pm.request("GET", f"https://localhost:{server.port}/")
+    finally:
+        tlstiming.unsubscribe(seen.append)
+    span = rspan(response)
+    assert span in seen
+    assert span.handshake in seen  # the handshake span reaches them too

@@ -42,6 +42,8 @@ class TimedHTTPAdapter(Sinks, requests.adapters.HTTPAdapter):
     context trusts and nothing is reloaded per connection.
     """
 
+    ssl_context: ssl.SSLContext | None = None  # also after unpickling (contexts are not kept)
+
     def __init__(
         self,
         *args: Any,

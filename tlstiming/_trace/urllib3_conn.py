@@ -76,8 +76,8 @@ class Exchange(Recording):
         for carrier in (*self.carriers, *carriers):
             if carrier is not None:
                 carrier.__dict__[SPAN] = span
-        owner = self.owner
-        if owner is not None and (owner._tlstiming_sinks or _delivery.global_sinks):
+        owner = self.owner  # None for a timed pool used without a timed pool manager
+        if _delivery.global_sinks or getattr(owner, "_tlstiming_sinks", None):
             _delivery.deliver(owner, span)
         return span
 
