@@ -85,20 +85,27 @@ class TimedHTTPAdapter(Sinks, requests.adapters.HTTPAdapter):
         if self.ssl_context is not None and (verify is True or verify == _env_bundle()):
             conn.ca_certs = conn.ca_cert_dir = None  # the context's own trust, loaded once
 
-    def build_connection_pool_key_attributes(
-        self, request: Any, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-        preloaded = getattr(requests.adapters, "_preloaded_ssl_context", None)
-        if preloaded is not None and pool_kwargs.get("ssl_context") is preloaded:
-            del pool_kwargs["ssl_context"]  # requests 2.32.0-2.32.3: a plain shared context
-        return host, pool_kwargs
-
     def send(self, request: Any, *args: Any, **kwargs: Any) -> requests.Response:
         rec = start_url(self, request.method or "GET", request.url or "")
         rec.carriers = (request,)
         response: requests.Response = rec.follow(super().send, request, *args, **kwargs)
         return response
+
+
+def _drop_preloaded(
+    self: TimedHTTPAdapter, request: Any, verify: Any, cert: Any = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """requests 2.32.0-2.32.3 hand every ``verify=True`` pool one plain shared context:
+    drop it, so that the pool gets a timed one (and the same trust: ``cert_verify``)."""
+    parent = requests.adapters.HTTPAdapter.build_connection_pool_key_attributes
+    host, pool_kwargs = parent(self, request, verify, cert)
+    if pool_kwargs.get("ssl_context") is requests.adapters._preloaded_ssl_context:  # type: ignore[attr-defined]
+        del pool_kwargs["ssl_context"]
+    return host, pool_kwargs
+
+
+if hasattr(requests.adapters, "_preloaded_ssl_context"):  # only where requests has one
+    TimedHTTPAdapter.build_connection_pool_key_attributes = _drop_preloaded  # type: ignore[method-assign,assignment]
 
 
 def _env_bundle() -> str | None:
