@@ -77,6 +77,8 @@ class Exchange(Recording):
             if carrier is not None:
                 carrier.__dict__[SPAN] = span
         owner = self.owner  # None for a timed pool used without a timed pool manager
+        self.carriers = ()  # a kept span must not keep the request, the adapter alive
+        self.owner = None
         if _delivery.global_sinks or getattr(owner, "_tlstiming_sinks", None):
             _delivery.deliver(owner, span)
         return span
