@@ -356,13 +356,19 @@ print("ok")
 # -- concurrency ------------------------------------------------------------------
 
 
-def test_200_concurrent_handshakes_without_cross_talk(pki: PKI, native_switch: Any) -> None:
-    native_switch(True)
+def _both_recorded(pki: PKI) -> tuple[SpanRecorder, ssl.SSLContext, ssl.SSLContext]:
+    """A client and a server context, both delivering to one recorder."""
     recorder = SpanRecorder(maxlen=1000)
     client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
     client_ctx.add_sink(recorder)
     server_ctx = server_context(pki.leaf, factory=TimedSSLContext)
     server_ctx.add_sink(recorder)  # type: ignore[attr-defined]
+    return recorder, client_ctx, server_ctx
+
+
+def test_200_concurrent_handshakes_without_cross_talk(pki: PKI, native_switch: Any) -> None:
+    native_switch(True)
+    recorder, client_ctx, server_ctx = _both_recorded(pki)
     failures: list[BaseException] = []
 
     def one() -> None:
@@ -416,3 +422,36 @@ def test_memory_flat_and_arenas_freed_with_abandoned_connections(
     finally:
         tracemalloc.stop()
     assert late - early < 100 * 1024
+
+
+def test_200_concurrent_asyncio_handshakes_without_cross_talk(pki: PKI, native_switch: Any) -> None:
+    import asyncio
+
+    native_switch(True)
+    recorder, client_ctx, server_ctx = _both_recorded(pki)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"k")
+        await writer.drain()
+        writer.close()
+
+    async def one(port: int) -> bytes:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+        )
+        data = await reader.read(1)
+        writer.close()
+        return data
+
+    async def main() -> list[bytes]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx, backlog=256)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await asyncio.gather(*(one(port) for _ in range(200)))
+
+    assert asyncio.run(main()) == [b"k"] * 200
+    spans = list(recorder)
+    assert len([s for s in spans if s.side == "client"]) == 200
+    assert all(s.outcome == "ok" and s.messages for s in spans if s.side == "client")
+    shapes = {tuple((m.direction, m.type) for m in s.messages) for s in spans if s.outcome == "ok"}
+    assert len(shapes) == 2  # one client shape, one server shape: no event crossed over
