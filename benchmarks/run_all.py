@@ -22,6 +22,8 @@ BENCHMARKS: Final = (
     "bench_sinks.py",
     "bench_format.py",
     "bench_httpx.py",
+    "bench_clients.py",
+    "bench_aiohttp.py",
 )
 ANALYSIS: Final = "analyze_handshake.py"
 
