@@ -56,6 +56,7 @@ from _common import (
     Sample,
     Samples,
     certificates,
+    dropping_tracer_provider,
     environment,
     interleave,
     median_ns,
@@ -96,21 +97,11 @@ def otel_instrument(session: requests.Session) -> bool:
     """Instrument requests with OpenTelemetry, spans built and dropped; False if unavailable."""
     try:
         from opentelemetry.instrumentation.requests import RequestsInstrumentor
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import (
-            SimpleSpanProcessor,
-            SpanExporter,
-            SpanExportResult,
-        )
     except ImportError:
         return False
-
-    class Drop(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(Drop()))
+    provider = dropping_tracer_provider()
+    if provider is None:
+        return False
     RequestsInstrumentor().instrument(tracer_provider=provider)  # process-wide: all variants
     return True
 

@@ -52,6 +52,7 @@ from _common import (
     Sample,
     Samples,
     certificates,
+    dropping_tracer_provider,
     environment,
     interleave,
     median_ns,
@@ -97,21 +98,11 @@ def otel_instrument(client: httpx.Client) -> bool:
     """Instrument ``client`` with OpenTelemetry, spans built and dropped; False if unavailable."""
     try:
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import (
-            SimpleSpanProcessor,
-            SpanExporter,
-            SpanExportResult,
-        )
     except ImportError:
         return False
-
-    class Drop(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(Drop()))
+    provider = dropping_tracer_provider()
+    if provider is None:
+        return False
     HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
     return True
 
