@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,17 @@ import tlstiming
 
 ServeFactory = Callable[..., LoopbackServer]
 OpenSSLFactory = Callable[..., OpenSSLServer]
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Collect each test's garbage before the next one starts.
+
+    An unclosed socket or transport is then reported by (and fails) the test
+    that left it, never a later test that happens to trigger the collection.
+    """
+    yield
+    gc.collect()
 
 
 @pytest.fixture(params=["c", "callback", "python"])

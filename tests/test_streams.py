@@ -51,6 +51,7 @@ def test_asyncio_plain_context_and_plain_tcp(server: LocalTLSServer) -> None:
         spans = [tlstiming.span_of(tls), tlstiming.span_of(tcp)]
         for writer in (tls, tcp):
             writer.close()
+            await writer.wait_closed()  # closed here, not by a later garbage collection
         return spans
 
     assert asyncio.run(main()) == [None, None]
