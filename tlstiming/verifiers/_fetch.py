@@ -65,13 +65,18 @@ def redact_url(url: str) -> str:
 class _Job:
     """One request's deadline and socket, shared by the caller and the worker."""
 
-    __slots__ = ("aborted", "deadline", "lock", "sock")
+    __slots__ = ("aborted", "deadline", "lock", "sock", "timeout")
 
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
         self.lock = threading.Lock()
         self.sock: socket.socket | None = None
         self.aborted: FetchError | None = None
+
+    def overrun(self) -> FetchError:
+        """The one error a deadline gives, whichever side (caller or worker) meets it first."""
+        return FetchError("timeout", f"no complete answer within {self.timeout:g} s")
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -157,7 +162,7 @@ class Fetcher:
         count("max_bytes", max_bytes, minimum=1)
         if urllib.parse.urlsplit(url).scheme != "http":
             raise FetchError("unsupported_url", f"only http:// URLs are fetched: {redact_url(url)}")
-        job = _Job(time.monotonic() + timeout)
+        job = _Job(timeout)
         with self._lock:
             if self._closed:
                 raise FetchError("closed", "the fetcher is closed")
@@ -173,7 +178,7 @@ class Fetcher:
             return future.result(timeout=max(job.remaining(), 0.0))
         except concurrent.futures.TimeoutError:
             future.cancel()
-            error = FetchError("timeout", f"no complete answer within {timeout:g} s")
+            error = job.overrun()
             job.abort(error)
             raise error from None
         finally:
@@ -224,7 +229,7 @@ def _run(
         try:
             return _read(client.send(request, stream=True), job, max_bytes)
         except httpx.TimeoutException:
-            raise FetchError("timeout", "the responder was too slow") from None
+            raise job.overrun() from None
         except httpx.HTTPError as exc:
             if job.aborted is not None:
                 raise FetchError(job.aborted.kind, str(job.aborted)) from None
