@@ -24,6 +24,7 @@ import tlstiming
 from tlstiming import HandshakeSpan, SpanRecorder, TimedSSLContext
 from tlstiming._recording import conn as _conn
 from tlstiming._recording import native as _native
+from tlstiming._wire.names import CHAIN_END, CHAIN_START
 
 TLS12 = ssl.TLSVersion.TLSv1_2
 speedups: Any = None
@@ -84,12 +85,19 @@ def _pair(
 
 
 def _shape(span: HandshakeSpan) -> tuple[Any, ...]:
-    """Everything but the clocks: events (direction, kind, type, bytes), phases, error."""
-    events = tuple((e[2], e[3], e[4], e[1] == -1, _data(e)) for e in span._events)
+    """Everything but the clocks: events (direction, kind, type, bytes), phases, error.
+
+    OpenSSL's chain verification is left out: only native hooks can see it
+    (``test_chain_verification_*`` check it).
+    """
+    chain = (CHAIN_START, CHAIN_END)
+    events = tuple(
+        (e[2], e[3], e[4], e[1] == -1, _data(e)) for e in span._events if e[3] not in chain
+    )
     return (
         span.side,
         events,
-        tuple(p.name for p in span.phases),
+        tuple(p.name for p in span.phases if p.name != "chain_verification"),
         tuple((m.direction, m.type) for m in span.messages),
         type(span.error).__name__ if span.error else None,
     )
@@ -455,3 +463,89 @@ def test_200_concurrent_asyncio_handshakes_without_cross_talk(pki: PKI, native_s
     assert all(s.outcome == "ok" and s.messages for s in spans if s.side == "client")
     shapes = {tuple((m.direction, m.type) for m in s.messages) for s in spans if s.outcome == "ok"}
     assert len(shapes) == 2  # one client shape, one server shape: no event crossed over
+
+
+# -- OpenSSL's chain verification, timed -----------------------------------------------------
+
+
+def _chain_phase_is_exact(span: HandshakeSpan) -> None:
+    checked = span.facts.chain_verification
+    assert checked is not None
+    names = [p.name for p in span.phases]
+    assert names.count("chain_verification") == 1
+    phase = span.phases[names.index("chain_verification")]
+    assert phase.start_ns == checked.start_ns
+    if phase is span.phases[-1]:  # it failed: the alert and the unwinding are its too
+        assert phase.end_ns == span.end_ns >= checked.end_ns
+    else:  # the next phase starts where it ended
+        assert phase.end_ns == checked.end_ns
+    assert span.start_ns <= checked.start_ns <= checked.end_ns <= span.end_ns
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_chain_verification_is_a_phase_on_both_sides(
+    pki: PKI, native_switch: Any, version: str
+) -> None:
+    native_switch(True)
+    recorder = SpanRecorder()
+    client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    pki.client.configure_cert(client_ctx)
+    client_ctx.add_sink(recorder)
+    server_ctx = server_context(
+        pki.chained,
+        factory=TimedSSLContext,
+        client_ca=pki.ca,
+        maximum_version=TLS12 if version == "1.2" else None,
+    )
+    server_ctx.add_sink(recorder)  # type: ignore[attr-defined]
+    _, _, outcome = _pair(client_ctx, server_ctx)
+    assert outcome == {"client": None, "server": None}
+    spans = {s.side: s for s in recorder}
+    client, server = spans["client"], spans["server"]
+    for span in (client, server):
+        _chain_phase_is_exact(span)
+        checked = span.facts.chain_verification
+        assert checked is not None and checked.ok and checked.error == 0
+    # the client built leaf, intermediate, root; the server the client's leaf and the root
+    built = [s.facts.chain_verification.chain_length for s in (client, server)]  # type: ignore[union-attr]
+    assert built == [3, 2]
+    names = [p.name for p in client.phases]
+    after = "certificate_verify" if version == "1.3" else "server_key_exchange"
+    assert names.index("certificate") + 1 == names.index("chain_verification")
+    assert names.index("chain_verification") + 1 == names.index(after)
+    server_names = [p.name for p in server.phases]
+    assert server_names.index("client_certificate") < server_names.index("chain_verification")
+
+
+def test_chain_verification_failure_names_its_phase_and_depth(pki: PKI, native_switch: Any) -> None:
+    native_switch(True)
+    recorder = SpanRecorder()
+    client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    client_ctx.add_sink(recorder)
+    server_ctx = server_context(pki.chained, send_intermediates=False)
+    _, _, outcome = _pair(client_ctx, server_ctx)
+    assert isinstance(outcome["client"], ssl.SSLCertVerificationError)
+    (span,) = recorder
+    _chain_phase_is_exact(span)
+    checked = span.facts.chain_verification
+    assert checked is not None
+    assert (checked.ok, checked.error, checked.depth) == (False, 20, 0)
+    assert checked.message == "unable to get local issuer certificate"
+    assert span.error is not None and span.error.phase == "chain_verification"
+    assert span.phases[-1].name == "chain_verification"  # nothing followed it
+
+
+def test_chain_verification_answer_is_openssls_own(pki: PKI, native_switch: Any) -> None:
+    """The wrapper returns X509_verify_cert's verdict: CERT_NONE still connects, and says so."""
+    native_switch(True)
+    recorder = SpanRecorder()
+    client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    client_ctx.check_hostname = False
+    client_ctx.verify_mode = ssl.CERT_NONE
+    client_ctx.add_sink(recorder)
+    _, _, outcome = _pair(client_ctx, server_context(pki.untrusted))
+    assert outcome == {"client": None, "server": None}
+    (span,) = recorder
+    assert span.outcome == "ok"
+    checked = span.facts.chain_verification
+    assert checked is not None and not checked.ok and checked.error in (18, 20)

@@ -109,6 +109,19 @@ _NOT_WIRE = {
     "CRYPTO_EX_INDEX_SSL",  # openssl/crypto.h
     "CPYTHON_CCS_MSG_TYPE",  # what CPython's callback passes where the wire has no type
     "CPYTHON_NO_MSG_TYPE",
+    "SYMBOL_VERSION_NUM",  # an index into the accelerator's own symbol table
+    "MAX_STAPLE_BYTES",  # the bound on a staple (tlstiming._recording.staple has it too)
+    # openssl/ssl.h and tls1.h: the controls behind OpenSSL's status macros
+    "CTRL_SET_STATUS_CB",
+    "CTRL_SET_STATUS_CB_ARG",
+    "CTRL_SET_STATUS_TYPE",
+    "CTRL_SET_STATUS_OCSP_RESP",
+    "CTRL_GET_STATUS_TYPE",
+    "STATUSTYPE_OCSP",
+    "STATUSTYPE_NOTHING",
+    "TLSEXT_ERR_OK",
+    "TLSEXT_ERR_NOACK",
+    "NAMETYPE_HOST_NAME",
 }
 
 
@@ -151,12 +164,16 @@ def _record(ctx: TimedSSLContext, address: tuple[str, int], *, reuse: Any = None
 
 
 def _shape(span: Any) -> dict[str, Any]:
-    """Everything about a span that depends neither on time nor on signature lengths."""
+    """Everything about a span that depends neither on time nor on signature lengths.
+
+    The ``chain_verification`` phase is left out: only native hooks can see it.
+    """
+    phases = [p for p in span.phases if p.name != "chain_verification"]
     return {
         "messages": [(m.direction, m.type, m.cpu_ns is None) for m in span.messages],
         "records": [(r.direction, r.content_type) for r in span.records],
-        "phases": [p.name for p in span.phases],
-        "phase_cpu_known": [p.cpu_ns is not None for p in span.phases],
+        "phases": [p.name for p in phases],
+        "phase_cpu_known": [p.cpu_ns is not None for p in phases],
         "keys": sorted(span.to_dict()),
         "outcome": span.outcome,
         "side": span.side,

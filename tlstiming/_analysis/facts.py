@@ -11,8 +11,9 @@ one line to :attr:`HandshakeFacts.parse_errors` and is otherwise skipped.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 from tlstiming._analysis.certs import CertificateInfo, certificate_info
@@ -20,6 +21,8 @@ from tlstiming._analysis.timeline import RawEvent
 from tlstiming._wire import messages as _wire
 from tlstiming._wire.names import (
     ALERT,
+    CHAIN_END,
+    CHAIN_START,
     HANDSHAKE,
     TLS1_2,
     TLS1_3,
@@ -34,7 +37,15 @@ from tlstiming._wire.names import (
 )
 from tlstiming.errors import ParseError
 
-__all__ = ["AlertFact", "HandshakeFacts", "Sender", "build_facts", "facts_of"]
+__all__ = [
+    "AlertFact",
+    "ChainVerification",
+    "HandshakeFacts",
+    "Sender",
+    "build_facts",
+    "chain_verification",
+    "facts_of",
+]
 
 Sender = Literal["client", "server"]
 
@@ -46,6 +57,42 @@ class AlertFact:
     sender: Sender
     level: str
     description: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainVerification:
+    """OpenSSL building and verifying the peer's certificate chain, measured exactly.
+
+    Recorded by native hooks (around ``X509_verify_cert``), on clients and on
+    servers that verify client certificates; its phase is ``chain_verification``.
+
+    Attributes:
+        start_ns: when it started (``perf_counter_ns`` clock).
+        end_ns: when it returned.
+        cpu_ns: this thread's CPU time inside it, if known.
+        ok: OpenSSL's own verdict (with ``CERT_NONE`` a failure does not end
+            the handshake).
+        error: the X.509 verify code (``X509_V_ERR_*``; 0 when ``ok``).
+        message: OpenSSL's words for ``error``.
+        depth: where in the chain it failed (0 is the leaf; meaningful
+            only when not ``ok``).
+        chain_length: the chain OpenSSL built, trust anchor included (what
+            it had got to when it failed).
+    """
+
+    start_ns: int
+    end_ns: int
+    cpu_ns: int | None
+    ok: bool
+    error: int
+    message: str | None
+    depth: int
+    chain_length: int
+
+    @property
+    def duration_ns(self) -> int:
+        """Wall time of the verification."""
+        return self.end_ns - self.start_ns
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +115,8 @@ class HandshakeFacts:
     - ``signature_scheme``: the server's, from CertificateVerify (TLS 1.3) or
       ServerKeyExchange (TLS 1.2).
     - ``session_tickets``: NewSessionTicket messages the server sent.
+    - ``chain_verification``: OpenSSL's own chain verification, timed
+      (``None`` unless native hooks recorded the handshake).
 
     The DER and OCSP bytes are left out of ``repr()``.
     """
@@ -98,6 +147,7 @@ class HandshakeFacts:
     session_tickets: int = 0
     alerts: tuple[AlertFact, ...] = ()
     parse_errors: tuple[str, ...] = ()
+    chain_verification: ChainVerification | None = None
 
     @property
     def certificates(self) -> tuple[CertificateInfo, ...]:
@@ -157,8 +207,37 @@ def build_facts(
 
 
 def facts_of(events: Sequence[RawEvent], side: Literal["client", "server"]) -> HandshakeFacts:
-    """:func:`build_facts` of a handshake's raw events (tlstiming's markers left out)."""
-    return build_facts([(e[2], e[3], e[4], e[5]) for e in events if e[3] >= 0], side=side)
+    """:func:`build_facts` of a handshake's raw events, with its chain verification."""
+    facts = build_facts([(e[2], e[3], e[4], e[5]) for e in events if e[3] >= 0], side=side)
+    chain = chain_verification(events)
+    return facts if chain is None else replace(facts, chain_verification=chain)
+
+
+_CHAIN_HEAD: Final = struct.Struct("<iiii")  # ok, error, depth, chain length
+
+
+def chain_verification(events: Sequence[RawEvent]) -> ChainVerification | None:
+    """The first chain verification among ``events`` (CHAIN_START, CHAIN_END), or None."""
+    start = next((e for e in events if e[3] == CHAIN_START), None)
+    if start is None:
+        return None
+    end = next((e for e in events if e[3] == CHAIN_END and e[0] >= start[0]), None)
+    if end is None or len(end[5]) < _CHAIN_HEAD.size:
+        return None
+    data = bytes(end[5])
+    ok, error, depth, length = _CHAIN_HEAD.unpack_from(data)
+    text = data[_CHAIN_HEAD.size :].decode("ascii", "replace")
+    cpu = end[1] - start[1] if start[1] >= 0 and end[1] >= 0 else None
+    return ChainVerification(
+        start_ns=start[0],
+        end_ns=end[0],
+        cpu_ns=cpu,
+        ok=ok > 0,
+        error=error,
+        message=text or None,
+        depth=depth,
+        chain_length=length,
+    )
 
 
 def _feed(seen: _Seen, message: tuple[str, int, int, bytes], side: str) -> None:

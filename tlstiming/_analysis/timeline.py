@@ -12,8 +12,10 @@ recorded it), ``cpu_ns`` is the recording thread's CPU clock or ``-1`` when it
 was not read (record headers). Besides OpenSSL's content types the adapter
 adds markers with negative content types (``tlstiming._wire.names``): a call
 into ``do_handshake`` starts (``ENTER``) or returns (``EXIT``), the server's
-SNI callback starts (``SNI_START``) or returns (``SNI_END``), and a verifier
-starts (``VERIFY_START``) or returns (``VERIFY_END``).
+SNI callback starts (``SNI_START``) or returns (``SNI_END``), a verifier
+starts (``VERIFY_START``) or returns (``VERIFY_END``), and (native hooks only)
+OpenSSL's chain verification starts (``CHAIN_START``) or returns
+(``CHAIN_END``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Final, Literal
 from tlstiming._wire.messages import sniff_server_hello
 from tlstiming._wire.names import (
     ALERT,
+    CHAIN_END,
+    CHAIN_START,
     CLOSE_NOTIFY,
     ENTER,
     EXIT,
@@ -66,6 +70,7 @@ PHASE_NAMES: Final = (
     "client_certificate",
     "client_certificate_verify",
     "sni_callback",
+    "chain_verification",
     "client_finished",
     "finished",
 )
@@ -139,16 +144,21 @@ def tile(events: Sequence[RawEvent], side: Side, start_ns: int, end_ns: int) -> 
         ``end_ns - start_ns``.
     """
     boundaries = _client_boundaries(events) if side == "client" else _server_boundaries(events)
-    boundaries = sorted(boundaries + _verifier_boundaries(events))
+    boundaries = sorted(boundaries + _verifier_boundaries(events) + _chain_boundaries(events))
     names = ["client_hello"]
     index: list[int | None] = [None]
     times = [start_ns]
+    chain_end: int | None = None  # a CHAIN_END the next phase starts at
     for i, name in boundaries:
-        t = min(max(events[i][0], times[-1]), end_ns)
+        if name == _CHAIN_DONE:
+            chain_end = i if names[-1] == "chain_verification" else None
+            continue
+        at, chain_end = (i if chain_end is None else chain_end), None
+        t = min(max(events[at][0], times[-1]), end_ns)
         if name == names[-1]:
             continue
         names.append(name)
-        index.append(i)
+        index.append(at)
         times.append(t)
     times.append(end_ns)
     cumulative = in_call_cpu(events)
@@ -166,6 +176,26 @@ def _verifier_boundaries(events: Sequence[RawEvent]) -> list[tuple[int, str]]:
         for i, e in enumerate(events)
         if e[3] == VERIFY_START
     ]
+
+
+_CHAIN_DONE: Final = "\x00chain_done"  # not a phase: the next phase starts at this event
+
+
+def _chain_boundaries(events: Sequence[RawEvent]) -> list[tuple[int, str]]:
+    """OpenSSL's chain verification: a phase of its own, from start to end exactly.
+
+    The phase after it (the next message's) starts where it ended, so that
+    the verification is exactly its own time (when nothing follows, as when
+    it failed, it runs to the end); only the first one counts.
+    """
+    start = next((i for i, e in enumerate(events) if e[3] == CHAIN_START), None)
+    if start is None:
+        return []
+    end = next((i for i in range(start + 1, len(events)) if events[i][3] == CHAIN_END), None)
+    out = [(start, "chain_verification")]
+    if end is not None:
+        out.append((end, _CHAIN_DONE))
+    return out
 
 
 def _handshake_messages(events: Sequence[RawEvent]) -> list[tuple[int, str, int, bytes]]:

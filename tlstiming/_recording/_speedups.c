@@ -32,7 +32,7 @@
 
 /* Bumped whenever configure() or the behaviour the Python code expects changes
  * (tlstiming._recording.accelerator.SPEEDUPS_VERSION). */
-#define SPEEDUPS_VERSION 6
+#define SPEEDUPS_VERSION 7
 
 /* Wire numbers and marker kinds, named as in tlstiming/_wire/names.py, which
  * declares them (tests/test_speedups.py checks every one against it). */
@@ -43,6 +43,8 @@ enum {
     ENTER = -1,                /* a do_handshake() call starts */
     EXIT = -2,                 /* it returns */
     SNI_START = -3,            /* the server's sni_callback starts */
+    CHAIN_START = -7,          /* OpenSSL starts building and verifying the peer's chain */
+    CHAIN_END = -8,            /* it is done; data: ok, error, depth, chain length, message */
     CHANGE_CIPHER_SPEC = 20,   /* content types the native callback derives a type for */
     RECORD_HEADER = 256,
     INNER_CONTENT_TYPE = 257,
@@ -632,6 +634,9 @@ recorded:
 typedef void (*native_msg_cb)(int, int, int, const void *, size_t, void *, void *);
 typedef void (*native_free_cb)(void *, void *, void *, int, long, void *);
 
+typedef int (*native_verify_cb)(void *store_ctx, void *arg);
+
+/* Every OpenSSL function used, in the order of native_symbols (all pointers). */
 static struct {
     void (*set_msg_callback)(void *ssl, native_msg_cb cb);
     void *(*get_ssl_ctx)(const void *ssl);
@@ -641,14 +646,49 @@ static struct {
     int (*get_ex_new_index)(int class_index, long argl, void *argp, void *new_func,
                             void *dup_func, native_free_cb free_func);
     unsigned long (*version_num)(void);
+    long (*ctx_ctrl)(void *ctx, int cmd, long larg, void *parg);
+    long (*ctx_callback_ctrl)(void *ctx, int cmd, void (*fp)(void));
+    long (*ssl_ctrl)(void *ssl, int cmd, long larg, void *parg);
+    const char *(*get_servername)(const void *ssl, int type);
+    int (*is_server)(const void *ssl);
+    void *(*crypto_malloc)(size_t num, const char *file, int line);
+    void (*crypto_free)(void *ptr, const char *file, int line);
+    void (*ctx_set_cert_verify_cb)(void *ctx, native_verify_cb cb, void *arg);
+    int (*verify_cert)(void *store_ctx);
+    void *(*store_get_ex_data)(const void *store_ctx, int idx);
+    int (*ssl_store_idx)(void);
+    int (*store_get_error)(const void *store_ctx);
+    int (*store_get_error_depth)(const void *store_ctx);
+    void *(*store_get0_chain)(const void *store_ctx);
+    int (*sk_num)(const void *stack);
+    const char *(*verify_error_string)(long error);
 } ossl;
 
 static const char *const native_symbols[] = {
     "SSL_set_msg_callback", "SSL_get_SSL_CTX", "SSL_CTX_get_options", "SSL_get_ex_data",
-    "SSL_set_ex_data", "CRYPTO_get_ex_new_index", "OpenSSL_version_num",
+    "SSL_set_ex_data", "CRYPTO_get_ex_new_index", "OpenSSL_version_num", "SSL_CTX_ctrl",
+    "SSL_CTX_callback_ctrl", "SSL_ctrl", "SSL_get_servername", "SSL_is_server", "CRYPTO_malloc",
+    "CRYPTO_free", "SSL_CTX_set_cert_verify_callback", "X509_verify_cert",
+    "X509_STORE_CTX_get_ex_data", "SSL_get_ex_data_X509_STORE_CTX_idx",
+    "X509_STORE_CTX_get_error", "X509_STORE_CTX_get_error_depth", "X509_STORE_CTX_get0_chain",
+    "OPENSSL_sk_num", "X509_verify_cert_error_string",
 };
 #define N_NATIVE_SYMBOLS (sizeof(native_symbols) / sizeof(native_symbols[0]))
+#define SYMBOL_VERSION_NUM 6  /* its index: called before anything else is trusted */
+_Static_assert(sizeof(ossl) == N_NATIVE_SYMBOLS * sizeof(void *), "one pointer per symbol");
 #define CRYPTO_EX_INDEX_SSL 0  /* openssl/crypto.h */
+/* openssl/ssl.h and tls1.h: the control codes behind OpenSSL's status macros */
+#define CTRL_SET_STATUS_CB 63
+#define CTRL_SET_STATUS_CB_ARG 64
+#define CTRL_SET_STATUS_TYPE 65
+#define CTRL_SET_STATUS_OCSP_RESP 71
+#define CTRL_GET_STATUS_TYPE 127
+#define STATUSTYPE_OCSP 1
+#define STATUSTYPE_NOTHING (-1)
+#define TLSEXT_ERR_OK 0
+#define TLSEXT_ERR_NOACK 3
+#define NAMETYPE_HOST_NAME 0
+#define MAX_STAPLE_BYTES (1 << 20)
 
 typedef struct { PyObject_HEAD void *ctx; } ContextHead;              /* _ssl._SSLContext */
 typedef struct { PyObject_HEAD PyObject *Socket; void *ssl; } SocketHead;  /* _ssl._SSLSocket */
@@ -657,9 +697,10 @@ static int g_native;                 /* connections are armed */
 static int g_ex_index = -1;
 static PyTypeObject *g_sock_type;    /* _ssl._SSLSocket, checked at init */
 static PyTypeObject *g_ctx_type;     /* _ssl._SSLContext */
+static int g_store_ssl_index = -1;  /* SSL_get_ex_data_X509_STORE_CTX_idx() */
 static size_t g_max_events = 256, g_max_bytes = 65536;  /* per handshake */
 static Py_ssize_t g_conn_fallbacks;  /* connections left on the callback path */
-static PyObject *s_user_cb, *s_options, *s_msg_callback;
+static PyObject *s_user_cb, *s_options, *s_msg_callback, *s_staple_for;
 
 typedef struct {
     Event *items;
@@ -778,6 +819,174 @@ native_on_message(int write_p, int version, int content_type, const void *buf, s
     if (content_type == HANDSHAKE && type == CERTIFICATE_REQUEST) {
         a->certificate_request = 1;
     }
+}
+
+/* Store one little-endian int32 at ``out``. */
+static void
+put_i32(unsigned char *out, int32_t v)
+{
+    uint32_t u = (uint32_t)v;
+    for (int k = 0; k < 4; k++) {
+        out[k] = (unsigned char)(u >> (8 * k));
+    }
+}
+
+/* OpenSSL's chain verification (SSL_CTX_set_cert_verify_callback), wrapped: the very
+ * X509_verify_cert OpenSSL would call, its answer returned unchanged, timed into the
+ * connection's arena when it has one. Runs inside OpenSSL, without the GIL. */
+static int
+native_verify_chain(void *store_ctx, void *arg)
+{
+    (void)arg;
+    void *ssl = ossl.store_get_ex_data(store_ctx, g_store_ssl_index);
+    Arena *a = ssl == NULL ? NULL : ossl.get_ex_data(ssl, g_ex_index);
+    if (a != NULL) {
+        arena_add(a, clock_now(CLOCK_MONOTONIC), clock_now(CLOCK_THREAD_CPUTIME_ID), 0,
+                  CHAIN_START, CPYTHON_NO_MSG_TYPE, NULL, 0);
+    }
+    int ok = ossl.verify_cert(store_ctx);
+    if (a != NULL) {
+        int64_t t = clock_now(CLOCK_MONOTONIC), cpu = clock_now(CLOCK_THREAD_CPUTIME_ID);
+        int error = ossl.store_get_error(store_ctx);
+        void *chain = ossl.store_get0_chain(store_ctx);
+        unsigned char out[16 + 120];
+        put_i32(out, ok);
+        put_i32(out + 4, error);
+        put_i32(out + 8, ossl.store_get_error_depth(store_ctx));
+        put_i32(out + 12, chain == NULL ? 0 : ossl.sk_num(chain));
+        size_t len = 16;
+        const char *message = error ? ossl.verify_error_string(error) : NULL;
+        if (message != NULL) {
+            size_t n = strlen(message);
+            n = n > sizeof(out) - 16 ? sizeof(out) - 16 : n;
+            memcpy(out + 16, message, n);
+            len += n;
+        }
+        arena_add(a, t, cpu, 0, CHAIN_END, CPYTHON_NO_MSG_TYPE, (const char *)out, len);
+    }
+    return ok;
+}
+
+/* OpenSSL's status callback. A server: staple what the context's _tlstiming_staple_for
+ * (server_name) returns (bytes, or None for no staple); ``arg`` is that context, which
+ * outlives every connection whose current SSL_CTX is its own (each holds a reference).
+ * A client: accept (a staple is checked by the verifiers, as without this callback).
+ * Nothing here can reject a handshake: at worst there is no staple. */
+static int
+native_on_status(void *ssl, void *arg)
+{
+    if (arg == NULL || !ossl.is_server(ssl)) {
+        return 1;
+    }
+    int rc = TLSEXT_ERR_NOACK;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    const char *name = ossl.get_servername(ssl, NAMETYPE_HOST_NAME);
+    PyObject *py_name = name == NULL ? Py_NewRef(Py_None)
+                                     : PyUnicode_DecodeASCII(name, (Py_ssize_t)strlen(name),
+                                                             "surrogateescape");
+    PyObject *staple = py_name == NULL ? NULL
+                                       : PyObject_CallMethodOneArg((PyObject *)arg, s_staple_for,
+                                                                   py_name);
+    Py_XDECREF(py_name);
+    if (staple == NULL) {
+        PyErr_WriteUnraisable((PyObject *)arg);
+    }
+    else if (PyBytes_Check(staple) && PyBytes_GET_SIZE(staple) > 0
+             && PyBytes_GET_SIZE(staple) <= MAX_STAPLE_BYTES) {
+        size_t n = (size_t)PyBytes_GET_SIZE(staple);
+        unsigned char *copy = ossl.crypto_malloc(n, __FILE__, __LINE__);  /* OpenSSL frees it */
+        if (copy != NULL) {
+            memcpy(copy, PyBytes_AS_STRING(staple), n);
+            if (ossl.ssl_ctrl(ssl, CTRL_SET_STATUS_OCSP_RESP, (long)n, copy) > 0) {
+                rc = TLSEXT_ERR_OK;
+            }
+            else {
+                ossl.crypto_free(copy, __FILE__, __LINE__);
+            }
+        }
+    }
+    Py_XDECREF(staple);
+    PyGILState_Release(gil);
+    return rc;
+}
+
+/* The SSL_CTX of a context object, once native_init passed; NULL with TypeError/RuntimeError. */
+static void *
+native_ctx(PyObject *context)
+{
+    if (g_ex_index < 0 || g_ctx_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "native hooks are not initialised (native_init)");
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(context, g_ctx_type) || ((ContextHead *)context)->ctx == NULL) {
+        PyErr_SetString(PyExc_TypeError, "expected an ssl.SSLContext");
+        return NULL;
+    }
+    return ((ContextHead *)context)->ctx;
+}
+
+/* native_prepare(context): time this context's chain verification (connections with
+ * an arena; a pass-through for the others). */
+static PyObject *
+native_prepare(PyObject *module, PyObject *context)
+{
+    (void)module;
+    void *ctx = native_ctx(context);
+    if (ctx == NULL) {
+        return NULL;
+    }
+    ossl.ctx_set_cert_verify_cb(ctx, native_verify_chain, NULL);
+    Py_RETURN_NONE;
+}
+
+/* native_status_request(context, on=None) -> bool: whether a client asks for a staple
+ * (status_request); sets it first unless ``on`` is None. */
+static PyObject *
+native_status_request(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *context, *on = Py_None;
+    if (!PyArg_ParseTuple(args, "O|O", &context, &on)) {
+        return NULL;
+    }
+    void *ctx = native_ctx(context);
+    if (ctx == NULL) {
+        return NULL;
+    }
+    if (on != Py_None) {
+        int truthy = PyObject_IsTrue(on);
+        if (truthy < 0) {
+            return NULL;
+        }
+        ossl.ctx_ctrl(ctx, CTRL_SET_STATUS_TYPE, truthy ? STATUSTYPE_OCSP : STATUSTYPE_NOTHING,
+                      NULL);
+    }
+    return PyBool_FromLong(ossl.ctx_ctrl(ctx, CTRL_GET_STATUS_TYPE, 0, NULL) == STATUSTYPE_OCSP);
+}
+
+/* native_staple(context, on): a server context staples through its _tlstiming_staple_for. */
+static PyObject *
+native_staple(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *context;
+    int on;
+    if (!PyArg_ParseTuple(args, "Op", &context, &on)) {
+        return NULL;
+    }
+    void *ctx = native_ctx(context);
+    if (ctx == NULL) {
+        return NULL;
+    }
+    if (on) {
+        ossl.ctx_ctrl(ctx, CTRL_SET_STATUS_CB_ARG, 0, context);  /* the context itself: see above */
+        ossl.ctx_callback_ctrl(ctx, CTRL_SET_STATUS_CB, (void (*)(void))native_on_status);
+    }
+    else {
+        ossl.ctx_callback_ctrl(ctx, CTRL_SET_STATUS_CB, NULL);
+        ossl.ctx_ctrl(ctx, CTRL_SET_STATUS_CB_ARG, 0, NULL);
+    }
+    Py_RETURN_NONE;
 }
 
 /* The SSL* of a connection's _sslobj (borrowed ``d``: the connection's __dict__) and its
@@ -974,7 +1183,7 @@ native_init(PyObject *module, PyObject *args)
         return PyUnicode_FromFormat("OpenSSL symbol %s not found", extra);
     }
     dlclose(handle);  /* RTLD_NOLOAD took a reference; _ssl keeps the library loaded */
-    unsigned long running = ((unsigned long (*)(void))found[6])();
+    unsigned long running = ((unsigned long (*)(void))found[SYMBOL_VERSION_NUM])();
     if (running >> 28 != 3 || version >> 28 != 3) {
         return PyUnicode_FromFormat("OpenSSL %lx is not 3.x (built against %llx)", running, version);
     }
@@ -992,13 +1201,10 @@ native_init(PyObject *module, PyObject *args)
     if (ssl == NULL || ((void *(*)(const void *))found[1])(ssl) != ctx) {
         return PyUnicode_FromString("layout check failed: SSL_get_SSL_CTX differs");
     }
-    memcpy(&ossl.set_msg_callback, &found[0], sizeof(void *));
-    memcpy(&ossl.get_ssl_ctx, &found[1], sizeof(void *));
-    memcpy(&ossl.ctx_get_options, &found[2], sizeof(void *));
-    memcpy(&ossl.get_ex_data, &found[3], sizeof(void *));
-    memcpy(&ossl.set_ex_data, &found[4], sizeof(void *));
-    memcpy(&ossl.get_ex_new_index, &found[5], sizeof(void *));
-    memcpy(&ossl.version_num, &found[6], sizeof(void *));
+    memcpy(&ossl, found, sizeof(ossl));  /* one pointer per symbol, in order */
+    if (g_store_ssl_index < 0 && (g_store_ssl_index = ossl.ssl_store_idx()) < 0) {
+        return PyUnicode_FromString("X509_STORE_CTX index of the SSL unavailable");
+    }
     if (g_ex_index < 0) {
         g_ex_index = ossl.get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, NULL, NULL, arena_free_cb);
         if (g_ex_index < 0) {
@@ -1074,6 +1280,15 @@ native_enable(PyObject *module, PyObject *on)
 }
 static PyObject *native_limits(PyObject *m, PyObject *a) { (void)m; (void)a; return Py_BuildValue("(nn)", (Py_ssize_t)0, (Py_ssize_t)0); }
 static PyObject *native_fallbacks(PyObject *m, PyObject *u) { (void)m; (void)u; return PyLong_FromLong(0); }
+static PyObject *
+native_unavailable(void)
+{
+    PyErr_SetString(PyExc_RuntimeError, "native hooks are implemented for Linux only");
+    return NULL;
+}
+static PyObject *native_prepare(PyObject *m, PyObject *c) { (void)m; (void)c; return native_unavailable(); }
+static PyObject *native_status_request(PyObject *m, PyObject *a) { (void)m; (void)a; return native_unavailable(); }
+static PyObject *native_staple(PyObject *m, PyObject *a) { (void)m; (void)a; return native_unavailable(); }
 #endif
 
 /* harvest(conn, events): the events with the native arena merged in. */
@@ -1323,6 +1538,12 @@ static PyMethodDef methods[] = {
      "Put a natively recorded connection back on the C callback (after an sni_callback)."},
     {"native_limits", (PyCFunction)native_limits, METH_VARARGS,
      "Set the arena's cap (max_events, max_bytes); return the previous one."},
+    {"native_prepare", (PyCFunction)native_prepare, METH_O,
+     "Time a context's chain verification (OpenSSL's cert verify callback, wrapped)."},
+    {"native_status_request", (PyCFunction)native_status_request, METH_VARARGS,
+     "Whether a context's clients ask for an OCSP staple; set it first unless on is None."},
+    {"native_staple", (PyCFunction)native_staple, METH_VARARGS,
+     "Staple OCSP responses from a server context's _tlstiming_staple_for (or stop)."},
     {"native_fallbacks", (PyCFunction)native_fallbacks, METH_NOARGS,
      "How many connections a per-connection check left on the callback path."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
@@ -1357,6 +1578,7 @@ SPEEDUPS_INIT(void)
         || intern(&s_user_cb, "_tlstiming_user_msg_callback") < 0
         || intern(&s_options, "options") < 0
         || intern(&s_msg_callback, "_msg_callback") < 0
+        || intern(&s_staple_for, "_tlstiming_staple_for") < 0
 #endif
         ) {
         return NULL;

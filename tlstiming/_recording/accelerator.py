@@ -19,7 +19,7 @@ from tlstiming._recording import implicit as _implicit
 
 __all__ = ["SPEEDUPS_VERSION", "WHY_NOT", "configure", "load"]
 
-SPEEDUPS_VERSION: Final = 6  # the _speedups.c this code was written against
+SPEEDUPS_VERSION: Final = 7  # the _speedups.c this code was written against
 WHY_NOT = ""  # why load() returned None: the reason the pure-Python code records
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 from tlstiming._recording import conn as _conn
 from tlstiming._recording import detach as _detach
+from tlstiming._recording import native as _native
+from tlstiming._recording import staple as _staple
 from tlstiming._recording.connections import TimedSSLObject, TimedSSLSocket, timed_class
 from tlstiming._recording.decide import guard
 from tlstiming._recording.keys import EVENTS
@@ -54,6 +56,7 @@ class TimedSSLContext(ssl.SSLContext):
     _tlstiming_object_class: type[ssl.SSLObject]
     _tlstiming_verifiers: tuple[VerifierSpec, ...]
     _tlstiming_trust: TrustAccount
+    _tlstiming_staple: _staple.StapleSource | None
 
     def __new__(cls, protocol: int | None = None, *args: Any, **kwargs: Any) -> TimedSSLContext:
         start = time.perf_counter_ns()
@@ -68,8 +71,10 @@ class TimedSSLContext(ssl.SSLContext):
         self._tlstiming_user_sni_callback = None
         self._tlstiming_socket_class = TimedSSLSocket
         self._tlstiming_object_class = TimedSSLObject
+        self._tlstiming_staple = None
         if _C_MSG_CALLBACK is not None:
             _C_MSG_CALLBACK.__set__(self, _conn.on_message)
+        _native.prepare(self)
         return self
 
     # -- sinks -------------------------------------------------------------
@@ -144,6 +149,52 @@ class TimedSSLContext(ssl.SSLContext):
         if len(kept) == len(self._tlstiming_verifiers):
             raise ValueError("verifier not registered")
         self._tlstiming_verifiers = kept
+
+    # -- OCSP stapling ---------------------------------------------------------
+
+    @property
+    def ocsp_stapling(self) -> bool:
+        """Whether client handshakes ask the server for an OCSP staple (``status_request``).
+
+        Off by default, so a ClientHello is what plain ``ssl`` sends. When on,
+        a staple the server sends is on the span (``facts.ocsp_stapled``,
+        ``facts.ocsp_response``) and :class:`~tlstiming.verifiers.OCSPVerifier`
+        checks it before asking the responder. Setting it needs native hooks
+        (:func:`tlstiming.implementation`).
+
+        Raises:
+            TypeError: the value is not a bool.
+            NotImplementedError: on setting ``True`` where native hooks are off.
+        """
+        return _staple.get_request(self)
+
+    @ocsp_stapling.setter
+    def ocsp_stapling(self, value: bool) -> None:
+        _staple.set_request(self, value)
+
+    def set_ocsp_staple(self, staple: _staple.StapleSource | None) -> None:
+        """Staple an OCSP response to this server context's handshakes.
+
+        Sent to clients that ask (``status_request``): in CertificateStatus
+        on TLS 1.2, in the leaf's Certificate entry on TLS 1.3.
+
+        Args:
+            staple: a DER OCSP response (checked now); or a callable, called
+                on each handshake that asks, with the server name the client
+                requested (``None`` without SNI), returning DER or ``None``
+                for no staple (what it raises is logged: that handshake goes
+                without a staple); or ``None`` to stop stapling.
+                :class:`tlstiming.stapling.OCSPStapler` is such a callable.
+
+        Raises:
+            TypeError: ``staple`` is neither bytes, a callable nor None.
+            ValueError: the bytes are not a DER OCSP response.
+            NotImplementedError: native hooks are off here.
+        """
+        _staple.set_staple(self, staple)
+
+    def _tlstiming_staple_for(self, server_name: str | None) -> bytes | None:
+        return _staple.staple_for(self, server_name)
 
     # -- trust-store cost ----------------------------------------------------
 

@@ -20,7 +20,17 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final, Literal
 
-__all__ = ["SWITCH", "Implementation", "harvest", "implementation", "probe", "rearm", "select"]
+__all__ = [
+    "SWITCH",
+    "Implementation",
+    "harvest",
+    "implementation",
+    "openssl",
+    "prepare",
+    "probe",
+    "rearm",
+    "select",
+]
 
 ImplementationName = Literal["native", "callback", "python"]
 
@@ -139,3 +149,22 @@ def rearm(conn: Any) -> None:
     """After a server's ``sni_callback``: a context switch resets the connection's callback."""
     if _speedups is not None:
         _speedups.native_rearm(conn)
+
+
+def prepare(context: ssl.SSLContext) -> None:
+    """Time ``context``'s chain verification (a phase of natively recorded handshakes)."""
+    if _current.name == "native" and _validated is not None:
+        _validated.native_prepare(context)
+
+
+def openssl(feature: str) -> Any:
+    """The accelerator, for a feature only native hooks can provide; else a clear error.
+
+    Raises:
+        NotImplementedError: OpenSSL cannot be reached here, with the reason.
+    """
+    if implementation().name != "native" or _validated is None:
+        raise NotImplementedError(
+            f"{feature} needs tlstiming's native hooks, which are off here: {_current.reason}"
+        )
+    return _validated

@@ -23,6 +23,8 @@ __all__ = [
     "ALERT",
     "ALERT_DESCRIPTIONS",
     "APPLICATION_DATA",
+    "CHAIN_END",
+    "CHAIN_START",
     "CHANGE_CIPHER_SPEC",
     "CIPHER_SUITES",
     "CLOSE_NOTIFY",
@@ -111,6 +113,8 @@ SNI_START: Final = -3  # the server's sni_callback starts
 SNI_END: Final = -4  # it returns
 VERIFY_START: Final = -5  # a verifier starts; the event's data is its name, UTF-8
 VERIFY_END: Final = -6  # it returns
+CHAIN_START: Final = -7  # OpenSSL starts building and verifying the peer's chain (native)
+CHAIN_END: Final = -8  # it is done; data: ok, error, depth, chain length (int32 LE), message
 
 FATAL: Final = 2  # the alert level that ends a connection (1 is a warning)
 CLOSE_NOTIFY: Final = 0  # the alert description of a clean close

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
+from tlstiming._recording import native
 from tlstiming._recording.context import TimedSSLContext, create_default_context
 from tlstiming.cli import http2
 from tlstiming.cli.options import Target, UsageError
@@ -121,6 +122,9 @@ def build_context(options: ProbeOptions, recorder: SpanRecorder) -> TimedSSLCont
         context.check_hostname = False  # an IP literal without --servername: chain only
     if options.ocsp:
         from tlstiming.verifiers import OCSPVerifier  # noqa: PLC0415
+
+        if native.implementation().name == "native":  # ask for a staple (status_request)
+            context.ocsp_stapling = True
 
         # Half the probe's deadline at most: the check runs inside the handshake it bounds.
         context.add_verifier(OCSPVerifier(timeout=min(options.timeout / 2, 5.0)))

@@ -56,14 +56,16 @@ def _chain_incomplete(span: HandshakeSpan, ctx: Context) -> Hit | None:
     if not chain or _chain_reaches_an_issuer(span):
         return None
     leaf = cert_facts(span.facts.certificates_der[0])
-    return Hit(
-        {
-            "certificates_sent": len(chain),
-            "last_sent": chain[-1].subject,
-            "missing_issuer": chain[-1].issuer,
-            "issuer_url": leaf.ca_issuers[0] if leaf.ca_issuers else None,
-        }
-    )
+    evidence: dict[str, Any] = {
+        "certificates_sent": len(chain),
+        "last_sent": chain[-1].subject,
+        "missing_issuer": chain[-1].issuer,
+        "issuer_url": leaf.ca_issuers[0] if leaf.ca_issuers else None,
+    }
+    checked = span.facts.chain_verification
+    if checked is not None and not checked.ok:  # OpenSSL's own account (native hooks)
+        evidence |= {"failed_at_depth": checked.depth, "chain_built": checked.chain_length}
+    return Hit(evidence)
 
 
 def _untrusted(span: HandshakeSpan, ctx: Context) -> Hit | None:
@@ -142,17 +144,25 @@ def _flight_large(span: HandshakeSpan, ctx: Context) -> Hit | None:
 
 
 def _verify_slow(span: HandshakeSpan, ctx: Context) -> Hit | None:
-    phase = span.phase("chain_verification") or span.phase("certificate")
-    if span.side != "client" or phase is None or phase.cpu_ns is None:
+    if span.side != "client":
         return None
-    if phase.cpu_ns < THRESHOLDS["chain_verify_cpu_ms"] * 1e6:
+    checked = span.facts.chain_verification  # exact, with native hooks
+    if checked is not None:
+        cpu, wall, name = checked.cpu_ns, checked.duration_ns, "chain_verification"
+    else:  # inferred: the certificate phase also holds parsing and waiting
+        phase = span.phase("certificate")
+        if phase is None:
+            return None
+        cpu, wall, name = phase.cpu_ns, phase.duration_ns, phase.name
+    if cpu is None or cpu < THRESHOLDS["chain_verify_cpu_ms"] * 1e6:
         return None
     chain = span.facts.certificates
     return Hit(
         {
-            "verify_cpu_ms": ms(phase.cpu_ns),
-            "phase": phase.name,
-            "chain_length": len(chain),
+            "verify_cpu_ms": ms(cpu),
+            "verify_wall_ms": ms(wall),
+            "phase": name,
+            "chain_length": len(chain) if checked is None else checked.chain_length,
             "keys": tuple(f"{c.key_type}-{c.key_size}" for c in chain),
         }
     )

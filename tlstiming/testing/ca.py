@@ -20,8 +20,10 @@ from contextlib import contextmanager
 from typing import Final, Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tlstiming.testing import _x509
@@ -168,6 +170,7 @@ class CA(_Credential):
         ca_issuers_url: str | None = None,
         crl_url: str | None = None,
         serial: int | None = None,
+        must_staple: bool = False,
     ) -> LeafCert:
         """Issue an end-entity certificate.
 
@@ -185,6 +188,8 @@ class CA(_Credential):
             ca_issuers_url: an AIA CA-issuers URL.
             crl_url: a CRL distribution point URL.
             serial: the serial number (default: random).
+            must_staple: add the TLS Feature extension asking for a stapled
+                OCSP response (RFC 7633, "OCSP must-staple").
 
         Raises:
             ValueError: with neither identities nor a common name, or an
@@ -201,6 +206,8 @@ class CA(_Credential):
             extensions.append(x509.ExtendedKeyUsage([_USAGES[u] for u in usage]))
         if identities:
             extensions.append(_x509.san(identities))
+        if must_staple:
+            extensions.append(x509.TLSFeature([x509.TLSFeatureType.status_request]))
         cert = _x509.certificate(
             _x509.name(common_name or identities[0]),
             private_key,
@@ -211,6 +218,58 @@ class CA(_Credential):
             serial=serial,
         )
         return LeafCert(cert, private_key, self._chain())
+
+    def ocsp_response(
+        self,
+        cert: x509.Certificate | LeafCert,
+        *,
+        status: Literal["good", "revoked", "unknown"] = "good",
+        revoked_at: datetime.datetime | None = None,
+        this_update: datetime.datetime | None = None,
+        next_update: datetime.datetime | None = None,
+    ) -> bytes:
+        """A DER OCSP response for ``cert`` (one this CA issued), signed by this CA.
+
+        What a server staples, or a responder answers (RFC 6960).
+
+        Args:
+            cert: the certificate the response is about.
+            status: its revocation status.
+            revoked_at: when it was revoked (default: an hour ago; ``"revoked"`` only).
+            this_update: when the status was known (default: a minute ago).
+            next_update: when newer information will be there (default: a
+                day after ``this_update``; in the past for a stale response).
+        """
+        if status not in ("good", "revoked", "unknown"):
+            raise ValueError(f"status must be 'good', 'revoked' or 'unknown', not {status!r}")
+        leaf = cert.cert if isinstance(cert, LeafCert) else cert
+        now = datetime.datetime.now(datetime.timezone.utc)
+        produced = this_update or now - datetime.timedelta(minutes=1)
+        states = {
+            "good": ocsp.OCSPCertStatus.GOOD,
+            "revoked": ocsp.OCSPCertStatus.REVOKED,
+            "unknown": ocsp.OCSPCertStatus.UNKNOWN,
+        }
+        revoked = status == "revoked"
+        builder = (
+            ocsp.OCSPResponseBuilder()
+            .add_response(
+                cert=leaf,
+                issuer=self.cert,
+                algorithm=hashes.SHA1(),
+                cert_status=states[status],
+                this_update=produced,
+                next_update=next_update or produced + datetime.timedelta(days=1),
+                revocation_time=(revoked_at or now - datetime.timedelta(hours=1))
+                if revoked
+                else None,
+                revocation_reason=None,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, self.cert)
+        )
+        ed = isinstance(self.private_key, ed25519.Ed25519PrivateKey)
+        response = builder.sign(self.private_key, None if ed else hashes.SHA256())
+        return response.public_bytes(serialization.Encoding.DER)
 
     def _chain(self) -> tuple[x509.Certificate, ...]:
         """This CA and its parents, below the root: what a server sends after its leaf."""
