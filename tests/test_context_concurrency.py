@@ -263,3 +263,127 @@ def test_spans_do_not_keep_connections_alive(pki: PKI, reads: bool) -> None:
     gc.collect()
     alive = [o for o in gc.get_objects() if isinstance(o, ssl.SSLSocket) and o.context is client]
     assert alive == []
+
+
+# -- a thousand at once -----------------------------------------------------------------------
+
+THOUSAND_THREADS = 20
+THOUSAND_PER_THREAD = 25
+THOUSAND_TASKS = 500
+
+
+def test_a_thousand_concurrent_handshakes_across_threads_and_tasks(pki: PKI) -> None:
+    """500 asyncio tasks and 20 threads x 25 blocking connections, at once, one client context.
+
+    The server is an asyncio server on the same loop as the tasks (its spans
+    come from the memory-BIO path), switching certificates by SNI name; every
+    client span must carry its own name and leaf, and the server's spans the
+    same (port, name) pairs as the clients saw.
+    """
+    server_spans = SpanRecorder(maxlen=10_000)
+    server_ctx = server_context(pki.wildcard, factory=TimedSSLContext)
+    chained_ctx = server_context(pki.wildcard_chained, factory=TimedSSLContext)
+    assert isinstance(server_ctx, TimedSSLContext)
+
+    def choose(conn: ssl.SSLObject, name: str | None, context: ssl.SSLContext) -> None:
+        if name is not None and name.startswith("chained-"):
+            conn.context = chained_ctx
+
+    server_ctx.sni_callback = choose
+    server_ctx.add_sink(server_spans)
+    client_spans = SpanRecorder(maxlen=10_000)
+    client = tlstiming.create_default_context(cadata=pki.ca_pem)
+    client.add_sink(client_spans)
+    seen: list[Seen] = []
+    errors: list[BaseException] = []
+
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(GREETING)
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await writer.drain()
+            await reader.read()  # until the client closes
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await writer.wait_closed()
+
+    def blocking(port: int, t: int, start: threading.Barrier) -> None:
+        try:
+            start.wait(GUARD)
+            for i in range(THOUSAND_PER_THREAD):
+                host = _host(f"k{t}", i)
+                with connect(client, ("127.0.0.1", port), host) as tls:
+                    assert read_exactly(tls, len(GREETING)) == GREETING
+                    der = tls.getpeercert(binary_form=True)
+                    assert der is not None
+                    seen.append(
+                        Seen(
+                            host=host,
+                            local=tls.getsockname(),
+                            peer=tls.getpeername(),
+                            leaf_sha256=hashlib.sha256(der).hexdigest(),
+                            span=tlstiming.span_of(tls),
+                        )
+                    )
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    async def task(port: int, n: int) -> Seen:
+        host = _host("a", n)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client, server_hostname=host
+        )
+        obj = writer.get_extra_info("ssl_object")
+        assert await reader.readexactly(len(GREETING)) == GREETING
+        der = obj.getpeercert(binary_form=True)
+        found = Seen(
+            host=host,
+            local=writer.get_extra_info("sockname"),
+            peer=None,
+            leaf_sha256=hashlib.sha256(der).hexdigest(),
+            span=tlstiming.span_of(obj),
+        )
+        writer.close()
+        with contextlib.suppress(ssl.SSLError, OSError):
+            await writer.wait_closed()
+        return found
+
+    async def main() -> None:
+        server = await asyncio.start_server(greet, "127.0.0.1", 0, ssl=server_ctx, backlog=1024)
+        port = server.sockets[0].getsockname()[1]
+        start = threading.Barrier(THOUSAND_THREADS + 1)
+        threads = [
+            threading.Thread(target=blocking, args=(port, t, start))
+            for t in range(THOUSAND_THREADS)
+        ]
+        for thread in threads:
+            thread.start()
+        await asyncio.to_thread(start.wait, GUARD)
+        try:
+            seen.extend(await asyncio.gather(*(task(port, n) for n in range(THOUSAND_TASKS))))
+        finally:
+            for thread in threads:
+                await asyncio.to_thread(thread.join, GUARD * 4)
+            server.close()
+            await server.wait_closed()
+        assert not any(thread.is_alive() for thread in threads)
+
+    asyncio.run(main())
+    assert errors == []
+    expected = THOUSAND_THREADS * THOUSAND_PER_THREAD + THOUSAND_TASKS
+    assert len(seen) == expected == 1000
+    assert len({s.host for s in seen}) == expected
+    spans = client_spans.spans
+    assert len(spans) == expected
+    assert {id(s.span) for s in seen} == {id(s) for s in spans}
+    for s in seen:
+        span = s.span
+        assert span is not None and span.outcome == "ok", span
+        assert span.facts.sni == s.host == span.server_hostname
+        assert span.facts.certificate_count == (2 if s.host.startswith("chained-") else 1)
+        assert span.facts.certificates[0].sha256 == s.leaf_sha256
+    served = server_spans.spans
+    assert len(served) == expected
+    assert all(span.outcome == "ok" and span.peer is not None for span in served)
+    assert Counter((span.peer[1], span.facts.sni) for span in served if span.peer) == Counter(
+        (s.local[1], s.host) for s in seen
+    )

@@ -549,3 +549,66 @@ def test_chain_verification_answer_is_openssls_own(pki: PKI, native_switch: Any)
     assert span.outcome == "ok"
     checked = span.facts.chain_verification
     assert checked is not None and not checked.ok and checked.error in (18, 20)
+
+
+def test_arena_fuzzed_caps_never_touch_the_connection(pki: PKI, native_switch: Any) -> None:
+    """Random arena caps (events, bytes), random handshakes: the connection never notices.
+
+    Whatever the cap cuts, the span is whole (contiguous phases from its start
+    to its end, facts and messages readable) and counts what it lost; a span
+    that lost nothing is the same as one recorded with the default caps.
+    """
+    import itertools
+    import random
+
+    native_switch(True)
+    rng = random.Random(1305)
+    recorder = SpanRecorder(maxlen=10)
+    client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
+    pki.client.configure_cert(client_ctx)
+    client_ctx.add_sink(recorder)
+    scenarios: dict[str, dict[str, Any]] = {
+        "1.3": {},
+        "1.3 client auth": {"client_ca": pki.ca},
+        "1.2 client auth": {"client_ca": pki.ca, "maximum_version": TLS12},
+    }
+    servers = {
+        name: server_context(pki.chained, factory=TimedSSLContext, **kwargs)
+        for name, kwargs in scenarios.items()
+    }
+    for server in servers.values():
+        server.add_sink(recorder)  # type: ignore[attr-defined]
+    reference = {}
+    for name, server in servers.items():
+        recorder.clear()
+        _pair(client_ctx, server)
+        reference[name] = {s.side: _shape(s) for s in recorder}
+    compared = 0
+    previous = speedups.native_limits(256, 65536)
+    try:
+        for _ in range(150):
+            events = rng.choice([1, 2, 3, rng.randint(1, 40), rng.randint(1, 300), 256])
+            data = rng.choice([0, 1, 100, rng.randint(0, 4000), rng.randint(0, 70_000), 65536])
+            speedups.native_limits(events, data)
+            name = rng.choice(sorted(servers))
+            recorder.clear()
+            _, _, outcome = _pair(client_ctx, servers[name])
+            assert outcome == {"client": None, "server": None}, (events, data)
+            spans = sorted(recorder, key=lambda s: s.side)
+            assert [s.side for s in spans] == ["client", "server"]
+            for span in spans:
+                # (a span that waited for a TLS 1.3 client-auth verdict holds a plain tuple)
+                lost = getattr(span._events, "truncated", None)
+                assert lost is None or lost >= 0
+                if lost == 0:
+                    assert _shape(span) == reference[name][span.side], (events, data)
+                    compared += 1
+            for span in spans:
+                phases = span.phases
+                assert phases[0].start_ns == span.start_ns
+                assert phases[-1].end_ns == span.end_ns
+                assert all(a.end_ns == b.start_ns for a, b in itertools.pairwise(phases))
+                assert span.facts is not None and span.messages is not None
+    finally:
+        speedups.native_limits(*previous)
+    assert compared >= 10  # the caps let some handshakes through whole
