@@ -96,12 +96,12 @@ def run(*, as_json: bool, out: TextIO) -> int:
         0 when every planted cause was named and the healthy server has no
         finding at warning or above, else 1.
     """
-    from tlstiming.cli.demo_servers import SCENARIOS  # noqa: PLC0415
+    from tlstiming.cli.demo_servers import available  # noqa: PLC0415
     from tlstiming.testing import LocalPKI  # noqa: PLC0415
 
     results = []
     with LocalPKI.temporary() as pki:
-        for scenario in SCENARIOS:
+        for scenario in available():
             with contextlib.ExitStack() as stack:
                 started = scenario.start(pki, stack)
                 results.append((scenario, *_probe(started)))

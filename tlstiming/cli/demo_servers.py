@@ -19,7 +19,7 @@ from typing import Any
 
 from tlstiming.testing import Blob, LocalPKI, LocalTLSServer
 
-__all__ = ["SCENARIOS", "Scenario", "StallingResponder", "Started"]
+__all__ = ["SCENARIOS", "Scenario", "StallingResponder", "Started", "available"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +39,18 @@ class Scenario:
     Attributes:
         name: short key (``--json``).
         title: what is wrong with it, for people.
-        expected: the finding id the probe must name (``None`` for the healthy one).
+        expected: the finding id the probe must name (``None``: no finding at
+            warning or above).
         start: a context manager factory: ``start(pki, stack)`` starts the server.
+        native: it needs native hooks (OCSP stapling), so it is left out where
+            they are off.
     """
 
     name: str
     title: str
     expected: str | None
     start: Callable[[LocalPKI, contextlib.ExitStack], Started] = field(repr=False)
+    native: bool = False  # needs native hooks (tlstiming.implementation())
 
 
 def _serve(stack: contextlib.ExitStack, pki: LocalPKI, **knobs: Any) -> Started:
@@ -97,6 +101,21 @@ def _slow_ocsp(pki: LocalPKI, stack: contextlib.ExitStack) -> Started:
     stack.callback(responder.close)
     leaf = pki.intermediate.issue_cert("localhost", "127.0.0.1", ocsp_url=responder.url)
     server = stack.enter_context(LocalTLSServer(context=_context(leaf)))
+    return Started(server.port, pki.ca_file, ocsp=True)
+
+
+def _stapled_ocsp(pki: LocalPKI, stack: contextlib.ExitStack) -> Started:
+    """The same hanging responder, but the server staples a good response for its leaf."""
+    from tlstiming import TimedSSLContext  # noqa: PLC0415
+
+    responder = StallingResponder()
+    stack.callback(responder.close)
+    leaf = pki.intermediate.issue_cert("localhost", "127.0.0.1", ocsp_url=responder.url)
+    context = TimedSSLContext(ssl.PROTOCOL_TLS_SERVER)
+    leaf.configure_cert(context)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    context.set_ocsp_staple(pki.intermediate.ocsp_response(leaf))
+    server = stack.enter_context(LocalTLSServer(context=context))
     return Started(server.port, pki.ca_file, ocsp=True)
 
 
@@ -165,6 +184,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         "the certificate's OCSP responder hangs (probe with --ocsp)",
         "tls.ocsp_unavailable",
         _slow_ocsp,
+    ),
+    Scenario(
+        "stapled_ocsp",
+        "the same hanging responder, but the server staples a good OCSP response",
+        None,
+        _stapled_ocsp,
+        native=True,
     ),
     Scenario(
         "large_flight",
@@ -274,3 +300,11 @@ def _constrained_pki(*, subtrees: int, names: int) -> tuple[Blob, Blob]:
         pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return Blob(root.public_bytes(pem)), Blob(key + leaf.public_bytes(pem))
+
+
+def available() -> tuple[Scenario, ...]:
+    """The scenarios this process can run (stapling needs native hooks)."""
+    from tlstiming import implementation  # noqa: PLC0415
+
+    native = implementation().name == "native"
+    return tuple(s for s in SCENARIOS if native or not s.native)

@@ -34,6 +34,8 @@ def one_line(span: HandshakeSpan) -> str:
         parts.append("resumed")
     if facts.hello_retry:
         parts.append("hrr")
+    if facts.ocsp_requested or facts.ocsp_stapled:
+        parts.append("ocsp=stapled" if facts.ocsp_stapled else "ocsp=not stapled")
     if span.error is not None:
         parts.append(f"error={escape(span.error.type)} phase={escape(str(span.error.phase))}")
         if span.error.alert:
