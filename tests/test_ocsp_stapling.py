@@ -10,8 +10,10 @@ Certificate entry) and TLS 1.2 (its own CertificateStatus message).
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,9 @@ from tlstiming import SpanRecorder, TimedSSLContext
 from tlstiming.testing import CA, LeafCert
 from tlstiming.verifiers import OCSPVerifier
 
-pytestmark = pytest.mark.skipif(
-    tlstiming.implementation().name != "native",
-    reason="OCSP stapling needs native hooks (tlstiming.implementation())",
+NATIVE = tlstiming.implementation().name == "native"
+needs_native = pytest.mark.skipif(
+    not NATIVE, reason="OCSP stapling needs native hooks (the fallback is checked below)"
 )
 
 TLS12 = ssl.TLSVersion.TLSv1_2
@@ -66,6 +68,7 @@ def _handshake(client: ssl.SSLContext, address: tuple[str, int]) -> None:
 # -- the client ------------------------------------------------------------------------------
 
 
+@needs_native
 def test_off_by_default_and_the_client_hello_is_unchanged(
     stapled: tuple[CA, LeafCert, bytes], serve: ServeFactory
 ) -> None:
@@ -80,6 +83,7 @@ def test_off_by_default_and_the_client_hello_is_unchanged(
     assert (span.facts.ocsp_requested, span.facts.ocsp_stapled) == (False, False)
 
 
+@needs_native
 @pytest.mark.parametrize("version", VERSIONS)
 def test_client_reads_a_foreign_servers_staple(
     stapled: tuple[CA, LeafCert, bytes],
@@ -109,6 +113,7 @@ def test_client_reads_a_foreign_servers_staple(
     assert dict(check.details)["source"] == "staple"  # the responder (port 9) was never asked
 
 
+@needs_native
 def test_setting_it_off_stops_asking(stapled: tuple[CA, LeafCert, bytes]) -> None:
     ca, _, _ = stapled
     client, _ = _client(ca, ask=True)
@@ -117,6 +122,7 @@ def test_setting_it_off_stops_asking(stapled: tuple[CA, LeafCert, bytes]) -> Non
     assert client.ocsp_stapling is False
 
 
+@needs_native
 @pytest.mark.parametrize("value", [1, "yes", None])
 def test_ocsp_stapling_takes_a_bool_only(value: Any) -> None:
     context = tlstiming.create_default_context()
@@ -127,6 +133,7 @@ def test_ocsp_stapling_takes_a_bool_only(value: Any) -> None:
 # -- the server ------------------------------------------------------------------------------
 
 
+@needs_native
 @pytest.mark.parametrize("version", VERSIONS)
 def test_server_staples_to_a_foreign_client(
     stapled: tuple[CA, LeafCert, bytes], serve: ServeFactory, tmp_path: Path, version: str
@@ -160,6 +167,7 @@ def test_server_staples_to_a_foreign_client(
     assert span.facts.ocsp_response == der
 
 
+@needs_native
 @pytest.mark.parametrize("version", VERSIONS)
 def test_server_asks_its_source_with_the_requested_name(
     stapled: tuple[CA, LeafCert, bytes], serve: ServeFactory, version: str
@@ -186,6 +194,7 @@ def test_server_asks_its_source_with_the_requested_name(
     assert recorder.spans[0].facts.ocsp_response == der
 
 
+@needs_native
 def test_a_failing_source_costs_the_staple_not_the_handshake(
     stapled: tuple[CA, LeafCert, bytes], serve: ServeFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -212,6 +221,7 @@ def test_a_failing_source_costs_the_staple_not_the_handshake(
     assert len(failures) == 3  # raised, not bytes, too big; an empty answer is "no staple"
 
 
+@needs_native
 def test_set_ocsp_staple_none_stops(
     stapled: tuple[CA, LeafCert, bytes], serve: ServeFactory
 ) -> None:
@@ -225,6 +235,7 @@ def test_set_ocsp_staple_none_stops(
     assert (span.facts.ocsp_requested, span.facts.ocsp_stapled) == (True, False)
 
 
+@needs_native
 @pytest.mark.parametrize(
     ("staple", "error", "message"),
     [
@@ -248,6 +259,7 @@ def test_set_ocsp_staple_refuses_what_it_cannot_staple(
 # -- diagnosis -------------------------------------------------------------------------------
 
 
+@needs_native
 def test_a_server_that_does_not_staple_is_named(
     stapled: tuple[CA, LeafCert, bytes], serve: ServeFactory
 ) -> None:
@@ -268,3 +280,37 @@ def test_a_server_that_does_not_staple_is_named(
     assert not {"tls.ocsp_not_stapled", "tls.ocsp_must_staple_missing"} & {
         f.id for f in tlstiming.diagnose(span)
     }
+
+
+def test_where_native_hooks_are_off_stapling_says_why() -> None:
+    """On the callback path: asking fails at the call, with the reason; off stays off."""
+    code = """
+import tlstiming
+c = tlstiming.create_default_context()
+assert c.ocsp_stapling is False
+c.ocsp_stapling = False
+for call in (lambda: setattr(c, "ocsp_stapling", True), lambda: c.set_ocsp_staple(b"x")):
+    try:
+        call()
+    except NotImplementedError as exc:
+        print(exc)
+c.set_ocsp_staple(None)
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TLSTIMING_")}
+    env["TLSTIMING_NO_NATIVE"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=GUARD,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert line == (
+            "OCSP stapling needs tlstiming's native hooks, which are off here: "
+            "TLSTIMING_NO_NATIVE is set"
+        )
