@@ -163,9 +163,16 @@ def test_missing_intermediate_is_chain_incomplete(
     server = serve(server_context(pki.chained, send_intermediates=False))
     span = _one_span(_client(pki, recorder), server.address, recorder)
     assert span.outcome == "error"
-    ids = _ids(diagnose(span))
+    findings = diagnose(span)
+    ids = _ids(findings)
     assert "tls.chain_incomplete" in ids
     assert "tls.certificate_untrusted" not in ids
+    finding = _only(findings, "tls.chain_incomplete")
+    checked = span.facts.chain_verification  # OpenSSL's own account, with native hooks
+    if checked is not None:
+        assert (finding.get("failed_at_depth"), finding.get("chain_built")) == (0, 1)
+    else:
+        assert finding.get("failed_at_depth") is None
 
 
 def test_an_unknown_ca_is_untrusted_not_incomplete(
