@@ -99,7 +99,14 @@ def _api_section(module: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "module", ["tlstiming", "tlstiming.sinks", "tlstiming.verifiers", "tlstiming.diagnosis"]
+    "module",
+    [
+        "tlstiming",
+        "tlstiming.sinks",
+        "tlstiming.verifiers",
+        "tlstiming.diagnosis",
+        "tlstiming.stapling",
+    ],
 )
 def test_api_doc_matches_all(module: str) -> None:
     imported = importlib.import_module(module)
