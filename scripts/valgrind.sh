@@ -19,7 +19,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cd "$here"
 if [ "$#" -eq 0 ]; then
-    set -- tests/test_native.py tests/test_speedups.py \
+    set -- tests/test_native.py tests/test_speedups.py tests/test_ocsp_stapling.py \
         -k "not concurrent and not memory and not leaks and not subprocess"
 fi
 status=0
