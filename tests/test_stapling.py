@@ -16,6 +16,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -706,3 +707,75 @@ def test_uvicorn_as_docs_stapling_shows(site: Site, tmp_path: Path) -> None:
                 thread.join(GUARD)
     (span,) = recorder
     assert span.facts.ocsp_stapled and span.facts.ocsp_response is not None
+
+
+# -- one call for an ASGI server ---------------------------------------------------------------
+
+
+def _pem_pair(site: Site, directory: Path, *, chain: bool = True) -> tuple[str, str]:
+    certfile, keyfile = directory / "chain.pem", directory / "key.pem"
+    certfile.write_bytes(site.chain.leaf.pem + (site.chain.intermediate.pem if chain else b""))
+    keyfile.write_bytes(site.chain.leaf.key_pem())
+    return str(certfile), str(keyfile)
+
+
+@native
+def test_hypercorn_config_staples_in_the_process_that_serves(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_servers import _free_port, _hypercorn, _wait_listening
+
+    from tlstiming.servers import hypercorn_config
+
+    real_start = OCSPStapler.start
+
+    def start(stapler: OCSPStapler) -> OCSPStapler:
+        site.staplers.append(stapler)  # closed at teardown (in a server, it lives with it)
+        return real_start(stapler)
+
+    monkeypatch.setattr(OCSPStapler, "start", start)
+    certfile, keyfile = _pem_pair(site, tmp_path)
+    port = _free_port()
+    config = hypercorn_config(
+        certfile=certfile, keyfile=keyfile, bind=[f"127.0.0.1:{port}"], ocsp_stapling=True
+    )
+    client, recorder = site.client()
+    client.set_alpn_protocols(["http/1.1"])
+    with _hypercorn(config):
+        _wait_listening(port)
+        stapled = None
+        deadline = time.monotonic() + GUARD
+        while stapled is None and time.monotonic() < deadline:
+            # the stapler fetches in the background: handshake until its first staple
+            with connect(client, ("127.0.0.1", port)) as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                read_exactly(tls, 1)
+            span = recorder.spans[-1]
+            if span.facts.ocsp_stapled:
+                stapled = span
+            else:
+                time.sleep(0.02)
+    assert stapled is not None, "no staple within the guard"
+    assert len(site.staplers) == 1  # one per context hypercorn built
+    assert ("POST", "/ocsp") in site.responder.requests
+    assert stapled.facts.ocsp_response is not None
+
+
+def test_server_configs_refuse_what_cannot_be_stapled(site: Site, tmp_path: Path) -> None:
+    from tlstiming.servers import hypercorn_config, uvicorn_config
+
+    certfile, keyfile = _pem_pair(site, tmp_path, chain=False)  # the leaf alone: no issuer
+    with pytest.raises(TypeError, match="ocsp_stapling must be a bool"):
+        hypercorn_config(certfile=certfile, keyfile=keyfile, ocsp_stapling="yes")  # type: ignore[arg-type]
+    if tlstiming.implementation().name != "native":
+        with pytest.raises(NotImplementedError, match="native hooks"):
+            uvicorn_config(asgi_app, ssl_certfile=certfile, ssl_keyfile=keyfile, ocsp_stapling=True)
+        return
+    for call in (
+        lambda: hypercorn_config(certfile=certfile, keyfile=keyfile, ocsp_stapling=True),
+        lambda: uvicorn_config(
+            asgi_app, ssl_certfile=certfile, ssl_keyfile=keyfile, ocsp_stapling=True
+        ),
+    ):
+        with pytest.raises(ValueError, match="issuer"):
+            call()

@@ -33,6 +33,7 @@ def hypercorn_config(
     certfile: str,
     keyfile: str,
     sinks: Iterable[Sink] = (),
+    ocsp_stapling: bool = False,
     **options: Any,
 ) -> hypercorn.config.Config:
     """A hypercorn ``Config`` serving TLS through a :class:`~tlstiming.TimedSSLContext`.
@@ -41,6 +42,10 @@ def hypercorn_config(
         certfile: the server's certificate chain (PEM), as hypercorn's ``certfile``.
         keyfile: its private key (PEM), as hypercorn's ``keyfile``.
         sinks: called with every inbound handshake span.
+        ocsp_stapling: staple the certificate's OCSP response, kept fresh by
+            an :class:`~tlstiming.stapling.OCSPStapler` built from
+            ``certfile`` (the leaf, then its issuer) in each process that
+            serves (native hooks only).
         **options: any other ``Config`` attribute (``bind``, ``ca_certs``,
             ``verify_mode``, ``alpn_protocols``, ``ciphers``...).
 
@@ -51,9 +56,14 @@ def hypercorn_config(
     Raises:
         ImportError: hypercorn is not installed.
         AttributeError: an option hypercorn's ``Config`` does not have.
+        NotImplementedError: ``ocsp_stapling`` where native hooks are off.
+        ValueError: ``ocsp_stapling`` with a ``certfile`` that cannot be stapled for
+            (no issuer after the leaf, no OCSP responder in the leaf).
     """
+    _check_stapling(ocsp_stapling, certfile)
     config: Any = _hypercorn_config_class()()
     config._tlstiming_sinks = tuple(sinks)
+    config._tlstiming_ocsp_stapling = ocsp_stapling
     config.certfile, config.keyfile = certfile, keyfile
     for name, value in options.items():
         if not hasattr(config, name):
@@ -88,6 +98,7 @@ def _hypercorn_config_class() -> Any:
         """hypercorn's ``Config`` whose TLS context is a ``TimedSSLContext``."""
 
         _tlstiming_sinks: tuple[Sink, ...] = ()
+        _tlstiming_ocsp_stapling: bool = False
 
         def create_ssl_context(self) -> ssl.SSLContext | None:
             # hypercorn.config.Config.create_ssl_context, on a TimedSSLContext.
@@ -107,6 +118,8 @@ def _hypercorn_config_class() -> Any:
                 context.verify_mode = self.verify_mode
             if self.verify_flags is not None:
                 context.verify_flags = self.verify_flags
+            if self._tlstiming_ocsp_stapling:
+                _staple(context, self.certfile)
             return _with_sinks(context, self._tlstiming_sinks)
 
     TimedConfig.__name__ = TimedConfig.__qualname__ = "_TimedHypercornConfig"
@@ -120,6 +133,7 @@ def uvicorn_config(
     ssl_certfile: str,
     ssl_keyfile: str | None = None,
     sinks: Iterable[Sink] = (),
+    ocsp_stapling: bool = False,
     **options: Any,
 ) -> uvicorn.Config:
     """A ``uvicorn.Config`` serving TLS through a :class:`~tlstiming.TimedSSLContext`.
@@ -134,6 +148,10 @@ def uvicorn_config(
         ssl_certfile: the server's certificate chain (PEM).
         ssl_keyfile: its private key (PEM), if not in ``ssl_certfile``.
         sinks: called with every inbound handshake span.
+        ocsp_stapling: staple the certificate's OCSP response, kept fresh by
+            an :class:`~tlstiming.stapling.OCSPStapler` built from
+            ``ssl_certfile`` (the leaf, then its issuer) in each process that
+            serves (native hooks only).
         **options: any other ``uvicorn.Config`` keyword (``host``, ``port``,
             ``ssl_cert_reqs``, ``ssl_ca_certs``, ``log_level``...).
 
@@ -142,6 +160,9 @@ def uvicorn_config(
 
     Raises:
         ImportError: uvicorn is not installed, or older than 0.47.
+        NotImplementedError: ``ocsp_stapling`` where native hooks are off.
+        ValueError: ``ocsp_stapling`` with a certificate file that cannot be
+            stapled for (no issuer after the leaf, no OCSP responder in the leaf).
     """
     try:
         import uvicorn  # noqa: PLC0415
@@ -151,11 +172,12 @@ def uvicorn_config(
         ) from exc
     if "ssl_context_factory" not in inspect.signature(uvicorn.Config).parameters:
         raise ImportError("tlstiming.servers.uvicorn_config needs uvicorn 0.47 or later")
+    _check_stapling(ocsp_stapling, ssl_certfile)
     return uvicorn.Config(
         app,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
-        ssl_context_factory=_UvicornContext(tuple(sinks)),
+        ssl_context_factory=_UvicornContext(tuple(sinks), ocsp_stapling),
         **options,
     )
 
@@ -166,10 +188,11 @@ class _UvicornContext:
     A class, not a closure, so that a config pickled for uvicorn's workers loads.
     """
 
-    __slots__ = ("sinks",)
+    __slots__ = ("ocsp_stapling", "sinks")
 
-    def __init__(self, sinks: tuple[Sink, ...]) -> None:
+    def __init__(self, sinks: tuple[Sink, ...], ocsp_stapling: bool = False) -> None:
         self.sinks = sinks
+        self.ocsp_stapling = ocsp_stapling
 
     def __call__(self, config: Any, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         context = TimedSSLContext(config.ssl_version)
@@ -185,6 +208,8 @@ class _UvicornContext:
         alpn = getattr(config.http_protocol_class, "alpn_protocols", None)
         if alpn:
             context.set_alpn_protocols(alpn)
+        if self.ocsp_stapling:
+            _staple(context, config.ssl_certfile)
         return _with_sinks(context, self.sinks)
 
 
@@ -192,3 +217,23 @@ def _with_sinks(context: TimedSSLContext, sinks: Iterable[Sink]) -> TimedSSLCont
     for sink in sinks:
         context.add_sink(sink)
     return context
+
+
+def _check_stapling(on: object, certfile: str) -> None:
+    """Refuse ``ocsp_stapling`` at the call that asks for it, not in a worker later."""
+    if not isinstance(on, bool):
+        raise TypeError(f"ocsp_stapling must be a bool, not {type(on).__name__}")
+    if on:
+        from tlstiming._recording import native  # noqa: PLC0415
+        from tlstiming.stapling import OCSPStapler  # noqa: PLC0415
+
+        native.openssl("OCSP stapling")  # NotImplementedError with the reason
+        OCSPStapler.from_certfile(certfile).close()  # the chain and its responder check out
+
+
+def _staple(context: TimedSSLContext, certfile: str) -> None:
+    """Staple the certificate's OCSP response, fetched and refreshed by a stapler of its own."""
+    from tlstiming.stapling import OCSPStapler  # noqa: PLC0415
+
+    stapler = OCSPStapler.from_certfile(certfile).start()  # a daemon thread: lives with the process
+    context.set_ocsp_staple(stapler)
