@@ -18,6 +18,7 @@ import threading
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 from servers import PKI, connect, server_context
 
 import tlstiming
@@ -267,17 +268,20 @@ class connect_pair_socket:
 
 
 def test_a_24kb_certificate_flight_fits(pki: PKI, native_switch: Any) -> None:
+    """A real 24 KB certificate flight goes through the default arena whole."""
     native_switch(True)
+    names = ["localhost", *(f"service-{i:04d}.a-long-name.example.test" for i in range(620))]
+    big = pki.ca.create_child_ca().issue_cert(*names)
     recorder = SpanRecorder()
     client_ctx = tlstiming.create_default_context(cadata=pki.ca_pem)
     client_ctx.add_sink(recorder)
-    server_ctx = server_context(pki.chained)
-    big = os.urandom(24 * 1024)
-    _pair(client_ctx, server_ctx)
+    _, _, outcome = _pair(client_ctx, server_context(big))
+    assert outcome == {"client": None, "server": None}
     (span,) = recorder
+    assert speedups.native_limits(256, 65536) == (256, 65536)  # the defaults
     assert span._events.truncated == 0  # type: ignore[attr-defined]
-    assert speedups.native_limits(256, 65536) == (256, 65536)  # the defaults hold 24 KB
-    assert len(big) < 65536
+    assert span.facts.certificate_bytes >= 24 * 1024
+    assert span.facts.certificates_der[0] == big.cert.public_bytes(Encoding.DER)
 
 
 def test_truncation_is_recorded_at_the_cap(pki: PKI, native_switch: Any) -> None:
