@@ -153,7 +153,7 @@ def rearm(conn: Any) -> None:
 
 def prepare(context: ssl.SSLContext) -> None:
     """Time ``context``'s chain verification (a phase of natively recorded handshakes)."""
-    if _current.name == "native" and _validated is not None:
+    if _validated is not None:  # a pass-through for connections recorded otherwise
         _validated.native_prepare(context)
 
 

@@ -156,7 +156,7 @@ def _merge(out: dict[str, Any], data: Mapping[str, Any], nested: bool = False) -
         elif isinstance(value, list | tuple):
             if all(isinstance(v, _SCALARS) for v in value):
                 put(key, ",".join(str(v) for v in value) if value else None)
-        elif key.endswith("_ns") and isinstance(value, int):
+        elif key.endswith("_ns") and (value is None or isinstance(value, int)):  # unknown: ms too
             put(ms_key(kind, key), ms(value))
         elif key.startswith("url.") and isinstance(value, str):
             put(key, redact_url(value))
