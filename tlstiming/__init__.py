@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tlstiming._analysis.certs import CertificateInfo
-    from tlstiming._analysis.facts import AlertFact, HandshakeFacts
+    from tlstiming._analysis.facts import AlertFact, ChainVerification, HandshakeFacts
     from tlstiming._recording.connections import TimedSSLObject, TimedSSLSocket
     from tlstiming._recording.delivery import subscribe, unsubscribe
     from tlstiming._recording.instrument import instrument, instrumented, uninstrument
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 # for processes that only load the pytest plugin or a submodule.
 _WHERE: dict[str, str] = {
     "AlertFact": "tlstiming._analysis.facts",
+    "ChainVerification": "tlstiming._analysis.facts",
     "CertificateInfo": "tlstiming._analysis.certs",
     "ConnectAttempt": "tlstiming.spans.request",
     "ConnectionInfo": "tlstiming.spans.request",
@@ -104,6 +105,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AlertFact",
     "CertificateInfo",
+    "ChainVerification",
     "ConnectAttempt",
     "ConnectionInfo",
     "ContextStats",
