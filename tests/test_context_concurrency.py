@@ -55,13 +55,14 @@ class Setup:
     server_spans: SpanRecorder
 
 
-def _setup(serve: ServeFactory, pki: PKI) -> Setup:
+def _contexts(pki: PKI) -> tuple[TimedSSLContext, SpanRecorder, TimedSSLContext, SpanRecorder]:
+    """A client context and a server context switching certificates by SNI, each recorded."""
     server_spans = SpanRecorder(maxlen=10_000)
     server_ctx = server_context(pki.wildcard, factory=TimedSSLContext)
     chained_ctx = server_context(pki.wildcard_chained, factory=TimedSSLContext)
     assert isinstance(server_ctx, TimedSSLContext)
 
-    def choose(conn: ssl.SSLSocket, name: str | None, context: ssl.SSLContext) -> None:
+    def choose(conn: ssl.SSLObject, name: str | None, context: ssl.SSLContext) -> None:
         if name is not None and name.startswith("chained-"):
             conn.context = chained_ctx
 
@@ -70,7 +71,46 @@ def _setup(serve: ServeFactory, pki: PKI) -> Setup:
     client_spans = SpanRecorder(maxlen=10_000)
     client = tlstiming.create_default_context(cadata=pki.ca_pem)
     client.add_sink(client_spans)
+    return client, client_spans, server_ctx, server_spans
+
+
+def _setup(serve: ServeFactory, pki: PKI) -> Setup:
+    client, client_spans, server_ctx, server_spans = _contexts(pki)
     return Setup(client, client_spans, serve(server_ctx), server_spans)
+
+
+def _blocking_one(client: TimedSSLContext, address: tuple[str, int], host: str) -> Seen:
+    """One blocking connection: what it saw."""
+    with connect(client, address, host) as tls:
+        assert read_exactly(tls, len(GREETING)) == GREETING
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return Seen(
+            host=host,
+            local=tls.getsockname(),
+            peer=tls.getpeername(),
+            leaf_sha256=hashlib.sha256(der).hexdigest(),
+            span=tlstiming.span_of(tls),
+        )
+
+
+async def _asyncio_one(client: TimedSSLContext, address: tuple[str, int], host: str) -> Seen:
+    """One asyncio connection: what it saw."""
+    reader, writer = await asyncio.open_connection(*address, ssl=client, server_hostname=host)
+    obj = writer.get_extra_info("ssl_object")
+    assert await reader.readexactly(len(GREETING)) == GREETING
+    der = obj.getpeercert(binary_form=True)
+    seen = Seen(
+        host=host,
+        local=writer.get_extra_info("sockname"),
+        peer=None,  # the BIO path has no socket address to record
+        leaf_sha256=hashlib.sha256(der).hexdigest(),
+        span=tlstiming.span_of(obj),
+    )
+    writer.close()
+    with contextlib.suppress(ssl.SSLError, OSError):
+        await writer.wait_closed()
+    return seen
 
 
 def _host(prefix: str, n: int) -> str:
@@ -124,20 +164,7 @@ def test_threads_share_one_context(serve: ServeFactory, pki: PKI) -> None:
         try:
             barrier.wait(GUARD)
             for i in range(PER_THREAD):
-                host = _host(f"t{t}", i)
-                with connect(setup.client, setup.server.address, host) as tls:
-                    assert read_exactly(tls, len(GREETING)) == GREETING
-                    der = tls.getpeercert(binary_form=True)
-                    assert der is not None
-                    seen.append(
-                        Seen(
-                            host=host,
-                            local=tls.getsockname(),
-                            peer=tls.getpeername(),
-                            leaf_sha256=hashlib.sha256(der).hexdigest(),
-                            span=tlstiming.span_of(tls),
-                        )
-                    )
+                seen.append(_blocking_one(setup.client, setup.server.address, _host(f"t{t}", i)))
         except BaseException as exc:  # reported by the test thread
             errors.append(exc)
 
@@ -154,28 +181,13 @@ def test_threads_share_one_context(serve: ServeFactory, pki: PKI) -> None:
 def test_asyncio_tasks_share_one_context(serve: ServeFactory, pki: PKI) -> None:
     setup = _setup(serve, pki)
 
-    async def one(n: int) -> Seen:
-        host = _host("task", n)
-        reader, writer = await asyncio.open_connection(
-            *setup.server.address, ssl=setup.client, server_hostname=host
-        )
-        obj = writer.get_extra_info("ssl_object")
-        assert await reader.readexactly(len(GREETING)) == GREETING
-        der = obj.getpeercert(binary_form=True)
-        seen = Seen(
-            host=host,
-            local=writer.get_extra_info("sockname"),
-            peer=None,  # the BIO path has no socket address to record
-            leaf_sha256=hashlib.sha256(der).hexdigest(),
-            span=tlstiming.span_of(obj),
-        )
-        writer.close()
-        with contextlib.suppress(ssl.SSLError, OSError):
-            await writer.wait_closed()
-        return seen
-
     async def main() -> list[Seen]:
-        return list(await asyncio.gather(*(one(n) for n in range(TASKS))))
+        address = setup.server.address
+        return list(
+            await asyncio.gather(
+                *(_asyncio_one(setup.client, address, _host("task", n)) for n in range(TASKS))
+            )
+        )
 
     _check(setup, asyncio.run(main()), TASKS)
 
@@ -280,20 +292,7 @@ def test_a_thousand_concurrent_handshakes_across_threads_and_tasks(pki: PKI) -> 
     client span must carry its own name and leaf, and the server's spans the
     same (port, name) pairs as the clients saw.
     """
-    server_spans = SpanRecorder(maxlen=10_000)
-    server_ctx = server_context(pki.wildcard, factory=TimedSSLContext)
-    chained_ctx = server_context(pki.wildcard_chained, factory=TimedSSLContext)
-    assert isinstance(server_ctx, TimedSSLContext)
-
-    def choose(conn: ssl.SSLObject, name: str | None, context: ssl.SSLContext) -> None:
-        if name is not None and name.startswith("chained-"):
-            conn.context = chained_ctx
-
-    server_ctx.sni_callback = choose
-    server_ctx.add_sink(server_spans)
-    client_spans = SpanRecorder(maxlen=10_000)
-    client = tlstiming.create_default_context(cadata=pki.ca_pem)
-    client.add_sink(client_spans)
+    client, client_spans, server_ctx, server_spans = _contexts(pki)
     seen: list[Seen] = []
     errors: list[BaseException] = []
 
@@ -310,42 +309,9 @@ def test_a_thousand_concurrent_handshakes_across_threads_and_tasks(pki: PKI) -> 
         try:
             start.wait(GUARD)
             for i in range(THOUSAND_PER_THREAD):
-                host = _host(f"k{t}", i)
-                with connect(client, ("127.0.0.1", port), host) as tls:
-                    assert read_exactly(tls, len(GREETING)) == GREETING
-                    der = tls.getpeercert(binary_form=True)
-                    assert der is not None
-                    seen.append(
-                        Seen(
-                            host=host,
-                            local=tls.getsockname(),
-                            peer=tls.getpeername(),
-                            leaf_sha256=hashlib.sha256(der).hexdigest(),
-                            span=tlstiming.span_of(tls),
-                        )
-                    )
+                seen.append(_blocking_one(client, ("127.0.0.1", port), _host(f"k{t}", i)))
         except BaseException as exc:  # reported by the test
             errors.append(exc)
-
-    async def task(port: int, n: int) -> Seen:
-        host = _host("a", n)
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client, server_hostname=host
-        )
-        obj = writer.get_extra_info("ssl_object")
-        assert await reader.readexactly(len(GREETING)) == GREETING
-        der = obj.getpeercert(binary_form=True)
-        found = Seen(
-            host=host,
-            local=writer.get_extra_info("sockname"),
-            peer=None,
-            leaf_sha256=hashlib.sha256(der).hexdigest(),
-            span=tlstiming.span_of(obj),
-        )
-        writer.close()
-        with contextlib.suppress(ssl.SSLError, OSError):
-            await writer.wait_closed()
-        return found
 
     async def main() -> None:
         server = await asyncio.start_server(greet, "127.0.0.1", 0, ssl=server_ctx, backlog=1024)
@@ -359,7 +325,14 @@ def test_a_thousand_concurrent_handshakes_across_threads_and_tasks(pki: PKI) -> 
             thread.start()
         await asyncio.to_thread(start.wait, GUARD)
         try:
-            seen.extend(await asyncio.gather(*(task(port, n) for n in range(THOUSAND_TASKS))))
+            seen.extend(
+                await asyncio.gather(
+                    *(
+                        _asyncio_one(client, ("127.0.0.1", port), _host("a", n))
+                        for n in range(THOUSAND_TASKS)
+                    )
+                )
+            )
         finally:
             for thread in threads:
                 await asyncio.to_thread(thread.join, GUARD * 4)
